@@ -1,0 +1,37 @@
+"""electra_tf: ELECTRA pretraining, fine-tuning and export with TensorFlow and Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="electra_tf",
+    version="0.1.0",
+    description="Pretrain, fine-tune and ship ELECTRA text encoders with TensorFlow and Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["electra_tf", "electra_tf.*"]),
+    # One consistent set (DESIGN.md): these resolve together; constraints.txt pins the rest.
+    install_requires=[
+        "tensorflow==2.20.*",
+        "tensorflow-text==2.20.*",
+        "keras>=3.10,<4",
+        "keras-hub==0.32.*",
+        "tf-models-official==2.20.0",
+        "absl-py>=2.0",
+        "ai-edge-litert",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        # Reference for benchmarks/corpus_builder.py only; never a runtime dependency.
+        "bench": ["tokenizers>=0.20"],
+    },
+    scripts=["tools/build_vocab.py", "tools/build_pretraining_data.py"],
+    entry_points={
+        "console_scripts": [
+            "electra-train=electra_tf.train:run",
+            "electra-export=electra_tf.export:run",
+        ]
+    },
+)
