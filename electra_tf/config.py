@@ -163,6 +163,12 @@ def _coerce(value: Any, tp, where: str, source: str):
         if value is None:
             return None
         tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-3" (no dot) as a string; accept what Python reads as a float.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
