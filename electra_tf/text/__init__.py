@@ -1,0 +1,31 @@
+"""Text: WordPiece vocabularies, the in-graph tokenizer and corpus reading.
+
+Names are re-exported lazily so that `electra_tf.text.corpus` (pure Python) can be imported
+without loading TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "SPECIAL_TOKENS": "vocab",
+    "VocabError": "vocab",
+    "learn_vocab": "vocab",
+    "load_vocab": "vocab",
+    "write_vocab": "vocab",
+    "vocab_hash": "vocab",
+    "ElectraTokenizer": "tokenizer",
+    "CorpusError": "corpus",
+    "expand_inputs": "corpus",
+    "iter_documents": "corpus",
+    "embedded_corpus_files": "corpus",
+    "embedded_corpus_stats": "corpus",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,365 @@
+"""Reading text corpora, and the embedded default corpus.
+
+Corpus format (reference `build_pretraining_dataset.py`, SPEC 6): plain UTF-8 text files
+(optionally `.gz`), one sentence or paragraph per line; a blank line ends a document (unless
+`blank_lines_separate_docs=False`) and so does the end of a file.
+
+`embedded_corpus_files(cache_dir)` makes a small corpus that every installation has: the
+docstrings and comments of the Python standard library, read with `ast` and `tokenize` (no
+module is imported, so nothing is executed), one paragraph per line, one document per module.
+It lets `tools/build_vocab.py`, the data builder and the tests run without downloading text.
+
+Example:
+
+>>> stats = collections.Counter()
+>>> for path in expand_inputs("corpus/*.txt"):
+...     for document in iter_documents(path, stats=stats):
+...         pass
+>>> stats["documents"], stats["invalid_utf8_lines"]
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import glob as glob_lib
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import sysconfig
+import tempfile
+import tokenize
+from typing import Iterator, Optional, Sequence, Union
+
+
+class CorpusError(ValueError):
+    """An input file or glob is unusable (one-line message naming it and what to do)."""
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def expand_inputs(glob_or_list: Union[str, Sequence[str]]) -> list[str]:
+    """Expands globs to a sorted list of readable files.
+
+    Args:
+      glob_or_list: a glob or path, several separated by commas, or a list of them. Remote
+        URLs (`gs://...`) are expanded with `tf.io.gfile`.
+
+    Returns:
+      Sorted, de-duplicated file paths.
+
+    Raises:
+      CorpusError: a glob matches no file, or a matched file cannot be read.
+    """
+    if isinstance(glob_or_list, (str, os.PathLike)):
+        patterns = [p for p in os.fspath(glob_or_list).split(",")]
+    else:
+        patterns = [os.fspath(p) for p in glob_or_list]
+    patterns = [p.strip() for p in patterns if p and p.strip()]
+    if not patterns:
+        raise CorpusError("no input given: pass a file, a glob such as 'corpus/*.txt', or a "
+                          "comma-separated list of them")
+    files = set()
+    for pattern in patterns:
+        if _is_remote(pattern):
+            import tensorflow as tf  # Only remote file systems need TensorFlow here.
+
+            try:
+                matches = tf.io.gfile.glob(pattern)
+            except tf.errors.OpError as e:
+                raise CorpusError(f"cannot list input {pattern!r}: {e.message}; check the URL "
+                                  f"and your credentials") from None
+            matches = [m for m in matches if not tf.io.gfile.isdir(m)]
+        else:
+            expanded = os.path.expanduser(pattern)
+            matches = glob_lib.glob(expanded, recursive=True) if glob_lib.has_magic(expanded) \
+                else ([expanded] if os.path.exists(expanded) else [])
+            matches = [m for m in matches if not os.path.isdir(m)]
+            for m in matches:
+                if not os.access(m, os.R_OK):
+                    raise CorpusError(f"input file {m} (from {pattern!r}) is not readable: fix "
+                                      f"its permissions or leave it out of the glob")
+        if not matches:
+            raise CorpusError(f"input {pattern!r} matches no file: check the path, and quote "
+                              f"globs so the shell does not expand them")
+        files.update(matches)
+    return sorted(files)
+
+
+def _open_binary(path: str):
+    if _is_remote(path):
+        import tensorflow as tf
+
+        raw = tf.io.gfile.GFile(path, "rb")
+    else:
+        raw = open(path, "rb")
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
+
+
+def iter_documents(path: str, blank_lines_separate_docs: bool = True,
+                   stats: Optional[collections.Counter] = None) -> Iterator[list[str]]:
+    """Yields the documents of one text file, each a list of non-empty stripped lines.
+
+    Args:
+      path: a text file, `.gz` compressed or not.
+      blank_lines_separate_docs: a blank line ends a document (reference behaviour); if
+        False, blank lines are skipped and the whole file is one document.
+      stats: optional `collections.Counter`, incremented in place: `invalid_utf8_lines`
+        (lines decoded with U+FFFD replacements), `empty_files` (files with no text),
+        `empty_documents` (extra blank-line separators, i.e. documents with no line, skipped),
+        `documents` and `lines` (what was yielded).
+
+    Yields:
+      list[str]: the lines of one document.
+
+    Raises:
+      CorpusError: the file cannot be opened or read (or is not valid gzip).
+    """
+    stats = stats if stats is not None else collections.Counter()
+    document: list[str] = []
+    empty_separators = 0
+    yielded = 0
+    try:
+        with _open_binary(path) as f:
+            for raw in f:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    # Replace rather than fail: one bad byte should not stop a corpus build.
+                    line = raw.decode("utf-8", errors="replace")
+                    stats["invalid_utf8_lines"] += 1
+                line = line.strip()
+                if line:
+                    document.append(line)
+                    continue
+                if not blank_lines_separate_docs:
+                    continue
+                if document:
+                    stats["documents"] += 1
+                    stats["lines"] += len(document)
+                    yielded += 1
+                    yield document
+                    document = []
+                else:
+                    empty_separators += 1
+    except (OSError, EOFError) as e:
+        raise CorpusError(f"cannot read input file {path}: {e}; check that it exists, is "
+                          f"readable and (for .gz) is complete gzip") from None
+    except Exception as e:  # tf.errors.OpError from remote file systems.
+        if type(e).__module__.startswith("tensorflow"):
+            raise CorpusError(f"cannot read input file {path}: {e}; check the URL") from None
+        raise
+    if document:
+        stats["documents"] += 1
+        stats["lines"] += len(document)
+        yielded += 1
+        yield document
+    if yielded == 0:
+        stats["empty_files"] += 1
+    else:
+        # The blank line(s) before the first document or doubled separators.
+        stats["empty_documents"] += empty_separators
+
+
+# --- The embedded corpus -------------------------------------------------------------------
+
+# Bump when the extraction changes, so that stale caches are rebuilt, not reused.
+_EMBEDDED_VERSION = 1
+_EMBEDDED_NUM_FILES = 4
+_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__"}
+# Comments that are markup, not prose: shebangs, coding cookies, tool pragmas, rulers.
+_PRAGMA = re.compile(r"^(!|-\*-|(vim?|emacs|type|noqa|pragma|pylint|fmt|isort|mypy)\s*:)|"
+                     r"coding[:=]")
+_RULER = re.compile(r"^[\W_]*$")
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Splits text on blank lines and joins each paragraph's wrapped lines with spaces."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        joined = " ".join(line.strip() for line in block.splitlines() if line.strip())
+        if joined and not _RULER.match(joined):
+            out.append(joined)
+    return out
+
+
+def _docstrings(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, paragraph) of every module, class and function docstring."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                line = node.body[0].lineno if node.body else getattr(node, "lineno", 0)
+                found.extend((line, p) for p in _paragraphs(doc))
+    return found
+
+
+def _comments(source: bytes) -> list[tuple[int, str]]:
+    """(line, paragraph) of comment blocks: consecutive `#` lines form one paragraph."""
+    found = []
+    block: list[str] = []
+    block_start = last_line = -10
+    tokens = tokenize.tokenize(io.BytesIO(source).readline)
+
+    def flush():
+        if block:
+            found.extend((block_start, p) for p in _paragraphs("\n".join(block)))
+
+    for tok in tokens:
+        if tok.type != tokenize.COMMENT:
+            continue
+        text = tok.string.lstrip("#").strip()
+        line = tok.start[0]
+        if _PRAGMA.search(text[:40]) and line <= 3 or _PRAGMA.match(text):
+            continue
+        if line != last_line + 1:
+            flush()
+            block, block_start = [], line
+        # An empty comment line ("#") separates paragraphs inside a block.
+        block.append(text)
+        last_line = line
+    flush()
+    return found
+
+
+def _module_document(path: str, skipped: collections.Counter) -> list[str]:
+    """The paragraphs of one source file, in source order (docstrings and comments merged)."""
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        tree = ast.parse(source, filename=path)
+        items = _docstrings(tree) + _comments(source)
+    except (SyntaxError, ValueError, UnicodeDecodeError, tokenize.TokenError,
+            IndentationError, OSError, RecursionError):
+        # Some stdlib files are deliberately invalid (lib2to3 data, bad-encoding samples).
+        skipped["unparsable_modules"] += 1
+        return []
+    items.sort(key=lambda item: item[0])  # Stable: equal lines keep extraction order.
+    return [p for _, p in items]
+
+
+def _stdlib_sources(stdlib: str) -> list[str]:
+    """Sorted .py files of the standard library, without tests, IDLE and site-packages."""
+    files = []
+    for root, dirs, names in os.walk(stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(".py"))
+    return sorted(files, key=lambda p: os.path.relpath(p, stdlib))
+
+
+def _atomic_write(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _embedded_dir(cache_dir: str, stdlib: str) -> str:
+    key = f"{_EMBEDDED_VERSION}|{sys.version}|{os.path.realpath(stdlib)}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+    name = f"stdlib_docs_py{sys.version_info.major}{sys.version_info.minor}_{tag}"
+    return os.path.join(cache_dir, name)
+
+
+def embedded_corpus_stats(cache_dir: str) -> dict:
+    """Size of the embedded corpus (builds it if needed).
+
+    Args:
+      cache_dir: as for `embedded_corpus_files`.
+
+    Returns:
+      dict with `files`, `bytes`, `megabytes`, `documents`, `lines`, `words`,
+      `modules_read`, `unparsable_modules`, `python` and `paths`.
+    """
+    embedded_corpus_files(cache_dir)
+    directory = _embedded_dir(cache_dir, sysconfig.get_paths()["stdlib"])
+    with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    manifest["paths"] = [os.path.join(directory, n) for n in manifest["file_names"]]
+    return manifest
+
+
+def embedded_corpus_files(cache_dir: str) -> list[str]:
+    """The embedded default corpus: Python standard-library docstrings and comments.
+
+    Written once per Python installation under `cache_dir` (each file and the manifest via a
+    temporary name and rename, the manifest last, so an interrupted build is simply redone);
+    later calls return the cached paths. The walk is sorted, so the text is deterministic for
+    a given Python version.
+
+    Args:
+      cache_dir: directory for the cached text files (created if missing).
+
+    Returns:
+      Paths of the text files (one paragraph per line, a blank line between modules).
+    """
+    stdlib = sysconfig.get_paths()["stdlib"]
+    directory = _embedded_dir(cache_dir, stdlib)
+    manifest_path = os.path.join(directory, "manifest.json")
+    if os.path.exists(manifest_path):
+        with open(manifest_path, encoding="utf-8") as f:
+            names = json.load(f)["file_names"]
+        paths = [os.path.join(directory, n) for n in names]
+        if all(os.path.exists(p) for p in paths):
+            return paths
+    os.makedirs(directory, exist_ok=True)
+
+    skipped = collections.Counter()
+    documents = []
+    sources = _stdlib_sources(stdlib)
+    for path in sources:
+        paragraphs = _module_document(path, skipped)
+        if paragraphs:
+            documents.append("\n".join(paragraphs) + "\n")
+    if not documents:
+        raise CorpusError(f"found no Python sources under {stdlib}: the standard library "
+                          f"sources are missing; pass --input with your own text instead")
+
+    # Split into a few files of similar size at module boundaries (so every file is a valid
+    # corpus on its own and data builders can shard by file).
+    total = sum(len(d) for d in documents)
+    shards: list[list[str]] = [[] for _ in range(_EMBEDDED_NUM_FILES)]
+    done = 0
+    for doc in documents:
+        shard = min(_EMBEDDED_NUM_FILES - 1, done * _EMBEDDED_NUM_FILES // total)
+        shards[shard].append(doc)
+        done += len(doc)
+    names, n_bytes, n_lines, n_words = [], 0, 0, 0
+    for i, shard in enumerate(shards):
+        name = f"stdlib_docs-{i:05d}-of-{_EMBEDDED_NUM_FILES:05d}.txt"
+        text = "\n".join(shard)
+        _atomic_write(os.path.join(directory, name), text)
+        names.append(name)
+        n_bytes += len(text.encode("utf-8"))
+        n_lines += sum(doc.count("\n") for doc in shard)
+        n_words += len(text.split())
+    manifest = {
+        "file_names": names,
+        "files": len(names),
+        "bytes": n_bytes,
+        "megabytes": round(n_bytes / 1e6, 3),
+        "documents": len(documents),
+        "lines": n_lines,
+        "words": n_words,
+        "modules_read": len(sources),
+        "unparsable_modules": skipped["unparsable_modules"],
+        "python": sys.version.split()[0],
+        "sha256": hashlib.sha256("".join(documents).encode("utf-8")).hexdigest(),
+    }
+    _atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return [os.path.join(directory, n) for n in names]
