@@ -1,0 +1,238 @@
+"""Packing tokenized documents into fixed-length ELECTRA pretraining examples (SPEC 6).
+
+`ExampleBuilder` reproduces the decisions of the reference `build_pretraining_dataset.py`
+ExampleBuilder (lines accumulate until the target length or the end of the document; 10% of
+examples have one segment; segment A targets (target - 3) // 2 tokens; with probability 0.05
+the next target length is randint(5, max_len)), drawing its random numbers from a
+`random.Random` in the same order as the reference, so a given seed gives the same examples.
+`examples_to_arrays` lays the segments out as `[CLS] A [SEP] B [SEP]` + padding with NumPy,
+and `serialize_examples` encodes whole batches of examples as `tf.train.Example` bytes.
+
+Example:
+
+>>> import random
+>>> builder = ExampleBuilder(16, rng=random.Random(0))
+>>> pairs = builder.add_document([[5, 6, 7], [8, 9]])
+>>> ids, mask, segments = examples_to_arrays(pairs, 16, cls_id=2, sep_id=3)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# Probabilities and limits of the reference ExampleBuilder (SPEC 6).
+SINGLE_SEGMENT_PROB = 0.1
+SHORT_TARGET_PROB = 0.05
+SHORT_TARGET_MIN = 5
+# "Target" for segment A of a single-segment example: never reached, so every line goes to A.
+_NO_SEGMENT_B_TARGET = 100000
+
+
+class ExampleBuilder:
+    """Accumulates the tokenized lines of documents and cuts them into example segments.
+
+    The state carried from one document to the next is only the target length (the reference
+    draws the next target when it emits an example); a document's last partial example is
+    emitted at the document's end, so examples never span documents.
+
+    Args:
+        max_seq_length: length of every example, [CLS] and [SEP]s included.
+        rng: the `random.Random` all decisions are drawn from (one per worker, seeded).
+    """
+
+    def __init__(self, max_seq_length: int, *, rng: random.Random):
+        if max_seq_length < 5:
+            raise ValueError(f"max_seq_length={max_seq_length} is too small; use at least 5")
+        self.max_seq_length = max_seq_length
+        self.rng = rng
+        self.target_length = max_seq_length
+        # Counters of the random decisions, for statistics and tests.
+        self.single_segment_examples = 0
+        self.short_targets = 0
+
+    def add_document(self, sentences: Iterable[Sequence[int]]) -> list[tuple[list, list]]:
+        """Packs one document's tokenized lines; returns its examples as (A, B) id lists.
+
+        Args:
+            sentences: the document's lines, each a sequence of token ids (wordpieces).
+
+        Returns:
+            A list of (first_segment, second_segment) pairs, already truncated so that
+            `[CLS] A [SEP] B [SEP]` fits in max_seq_length; B may be empty.
+        """
+        examples = []
+        current, current_length = [], 0
+        for sentence in sentences:
+            current.append(sentence)
+            current_length += len(sentence)
+            # As the reference: an example is cut once the accumulated length reaches the
+            # target (tokens without [CLS]/[SEP]); the overshoot is truncated below.
+            if current_length >= self.target_length:
+                examples.append(self._create_example(current))
+                current, current_length = [], 0
+        # End of document: the reference emits whatever has accumulated (if any token).
+        if current_length:
+            examples.append(self._create_example(current))
+        return examples
+
+    def _create_example(self, sentences: list) -> tuple[list, list]:
+        rng = self.rng
+        # Small chance of a single segment, as in classification tasks (reference).
+        if rng.random() < SINGLE_SEGMENT_PROB:
+            first_target = _NO_SEGMENT_B_TARGET
+            self.single_segment_examples += 1
+        else:
+            # -3: [CLS] and two [SEP] are not in the accumulated length yet.
+            first_target = (self.target_length - 3) // 2
+        first, second = [], []
+        for sentence in sentences:
+            # A line goes to A when A is empty, when it keeps A under its target, or (the
+            # reference's extra rule) half the time when A is still short and B is empty.
+            # The coin is drawn only when the first two tests fail, as `or` short-circuits
+            # in the reference, so the random stream stays aligned with it.
+            if (not first
+                    or len(first) + len(sentence) < first_target
+                    or (not second and len(first) < first_target and rng.random() < 0.5)):
+                first.extend(sentence)
+            else:
+                second.extend(sentence)
+        # Truncate, leaving room for [CLS] A [SEP] and for B's [SEP].
+        first = first[:self.max_seq_length - 2]
+        second = second[:max(0, self.max_seq_length - len(first) - 3)]
+        # Next example's target: usually max_seq_length, 5% a random shorter one.
+        if rng.random() < SHORT_TARGET_PROB:
+            self.target_length = rng.randint(SHORT_TARGET_MIN, self.max_seq_length)
+            self.short_targets += 1
+        else:
+            self.target_length = self.max_seq_length
+        return first, second
+
+
+def examples_to_arrays(pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+                       max_seq_length: int, *, cls_id: int, sep_id: int, pad_id: int = 0):
+    """Lays out (A, B) segment pairs as `[CLS] A [SEP] B [SEP]` rows padded with pad_id.
+
+    Args:
+        pairs: (first_segment, second_segment) id sequences; B empty for one segment.
+        max_seq_length: row length.
+        cls_id: id of [CLS].
+        sep_id: id of [SEP].
+        pad_id: id used for padding (0, as the reference).
+
+    Returns:
+        (input_ids, input_mask, segment_ids), int64 arrays [len(pairs), max_seq_length];
+        segment ids are 0 for [CLS] A [SEP], 1 for B [SEP], 0 on padding.
+    """
+    n = len(pairs)
+    input_ids = np.full((n, max_seq_length), pad_id, dtype=np.int64)
+    len_a = np.empty(n, dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    for i, (first, second) in enumerate(pairs):
+        row = [cls_id, *first, sep_id]
+        if second:
+            row += second
+            row.append(sep_id)
+        if len(row) > max_seq_length:
+            raise ValueError(f"example {i} has {len(row)} tokens > max_seq_length "
+                             f"{max_seq_length}; segments must be truncated first")
+        input_ids[i, :len(row)] = row
+        len_a[i] = len(first) + 2
+        lengths[i] = len(row)
+    positions = np.arange(max_seq_length, dtype=np.int64)[None, :]
+    input_mask = (positions < lengths[:, None]).astype(np.int64)
+    segment_ids = ((positions >= len_a[:, None]) & (positions < lengths[:, None])).astype(np.int64)
+    return input_ids, input_mask, segment_ids
+
+
+# --- tf.train.Example encoding -------------------------------------------------------------
+# Written by hand because protobuf has no batched encoder: building one tf.train.Example
+# message per row costs ~10x more than the tokenizer per token. The wire format is the one of
+# tensorflow/core/example/{example,feature}.proto: Example{features=1} -> Features{map
+# feature=1} -> entry{key=1, value=2} -> Feature{int64_list=3} -> Int64List{packed value=1}.
+# tests/test_packing.py checks the bytes parse back to the same values with tf.train.Example.
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _varint_rows(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Varint-encodes every row of a non-negative int array; returns (bytes, row offsets)."""
+    rows, length = values.shape
+    max_value = int(values.max()) if values.size else 0
+    if max_value < 0x80:
+        # One byte per value (masks, segment ids, small vocabularies): the bytes themselves.
+        return values.astype(np.uint8).tobytes(), np.arange(rows + 1) * length
+    width = (max_value.bit_length() + 6) // 7
+    values = values.astype(np.uint64)
+    n_bytes = np.ones(values.shape, dtype=np.int64)
+    for k in range(1, width):
+        n_bytes += values >= (1 << (7 * k))
+    # One slot per possible byte; slot k holds bits 7k..7k+6 with the continuation bit set
+    # when more bytes follow. Masking out the unused slots and flattening in C order gives
+    # each row's varints concatenated.
+    slots = np.empty(values.shape + (width,), dtype=np.uint8)
+    for k in range(width):
+        chunk = (values >> np.uint64(7 * k)) & np.uint64(0x7F)
+        slots[..., k] = chunk.astype(np.uint8) | ((n_bytes > k + 1).astype(np.uint8) << 7)
+    keep = np.arange(width)[None, None, :] < n_bytes[..., None]
+    data = slots[keep].tobytes()
+    offsets = np.concatenate([[0], np.cumsum(n_bytes.sum(axis=1))])
+    return data, offsets
+
+
+def _entry_header(key: bytes, payload_length: int) -> bytes:
+    """Bytes preceding a packed varint payload in one `Features.feature` map entry."""
+    int64_list_length = 1 + len(_varint(payload_length)) + payload_length
+    feature_header = b"\x1a" + _varint(int64_list_length) + b"\x0a" + _varint(payload_length)
+    feature_length = len(feature_header) + payload_length
+    entry_header = (b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(feature_length)
+                    + feature_header)
+    return b"\x0a" + _varint(len(entry_header) + payload_length) + entry_header
+
+
+def serialize_examples(features: dict) -> list[bytes]:
+    """Encodes rows of int64 features as serialized `tf.train.Example`s.
+
+    Args:
+        features: ordered mapping from feature name to a non-negative integer array
+            [num_examples, length]; each row becomes one Example with one Int64List per
+            feature.
+
+    Returns:
+        One bytes object per row, parseable with `tf.io.parse_example`.
+    """
+    encoded = []
+    for key, values in features.items():
+        values = np.asarray(values)
+        if values.size and values.min() < 0:
+            raise ValueError(f"feature {key!r} has negative values; only ids >= 0 are encoded")
+        data, offsets = _varint_rows(values)
+        encoded.append((key.encode("utf-8"), data, offsets.tolist()))
+    num_rows = len(next(iter(features.values()))) if features else 0
+    # Headers depend only on (feature, payload length): cache them across rows.
+    headers: dict = {}
+    out = []
+    for i in range(num_rows):
+        parts = []
+        for key, data, offsets in encoded:
+            start, end = offsets[i], offsets[i + 1]
+            header = headers.get((key, end - start))
+            if header is None:
+                header = headers[(key, end - start)] = _entry_header(key, end - start)
+            parts.append(header)
+            parts.append(data[start:end])
+        body = b"".join(parts)
+        out.append(b"\x0a" + _varint(len(body)) + body)
+    return out
