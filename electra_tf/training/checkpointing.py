@@ -1,0 +1,109 @@
+"""Training checkpoints: model, optimizer, step, RNG, dropout seeds and the input iterator.
+
+Exact resume needs every piece of state that influences the next step:
+- model and optimizer variables (slots, iteration count, loss scale, gradient accumulators);
+- `step` and the masking `tf.random.Generator` (masks are drawn from it each step);
+- the Keras dropout seed state. Keras 3 keeps it in `SeedGenerator.state` variables that
+  `tf.train.Checkpoint(model=...)` does NOT reach (SeedGenerator is not a trackable object),
+  so a resumed run would replay the first dropout masks. They are added explicitly here as
+  `dropout_seeds`, in `model.variables` order, which is fixed by the model's construction;
+- the tf.data iterator (shuffle buffers and file positions), so the same examples follow.
+  tf.distribute's own distributed iterators are not trackable in TF 2.20 (tf.train.Checkpoint
+  rejects them), so the trainer reads each worker's pipeline with a plain tf.data iterator
+  (trackable) and hands its batches to the replicas itself. With several workers each
+  pipeline's state differs, so each worker saves its iterator to `model_dir/worker-<i>/`.
+
+Writes never leave a corrupt latest checkpoint: TF writes the shard data and `.index` under a
+temporary prefix and renames them, and `CheckpointManager` rewrites the small `checkpoint`
+index file (atomically, `file_io.atomic_write_string_to_file`) only after that write returns.
+A crash mid-save therefore leaves `checkpoint` pointing at the previous complete save.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import tensorflow as tf
+
+
+def dropout_seed_states(model) -> list:
+    """The Keras `SeedGenerator` state variables of `model` (dropout RNG), in a fixed order.
+
+    Args:
+      model: a built keras.Model.
+    """
+    # SeedGenerator names its variable "seed_generator_state" (keras/src/random/seed_generator.py).
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class TrainCheckpoint:
+    """A `tf.train.Checkpoint` + `CheckpointManager` over everything a run needs to resume.
+
+    Under multi-worker training every worker must take part in a save (variables may be
+    synchronised collectively); only the chief's copy is kept in `model_dir`, the others
+    write to a private directory that is deleted straight away (the TF multi-worker guide's
+    pattern). All workers restore from the chief's checkpoints.
+
+    Args:
+      model_dir: run directory; checkpoints are `model_dir/ckpt-<step>.*` plus `checkpoint`.
+      max_to_keep: how many checkpoints to keep.
+      is_chief: whether this process owns `model_dir`.
+      worker_index: this worker's index (0 is the chief).
+      worker_objects: per-worker state (the input iterator) when several workers train;
+        saved by every worker to `model_dir/worker-<i>/ckpt-<step>`. None: single worker,
+        everything is in the main checkpoint.
+      **objects: the trackable objects to save (model, optimizer, step, rng, iterator ...).
+    """
+
+    def __init__(self, model_dir: str, *, max_to_keep: int, is_chief: bool = True,
+                 worker_index: int = 0, worker_objects: dict | None = None, **objects):
+        self.model_dir = model_dir
+        self.is_chief = is_chief
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self._directory = model_dir if is_chief else os.path.join(
+            model_dir, f".worker-{worker_index}-tmp")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._directory, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+        self.worker_manager = None
+        if worker_objects:
+            self.worker_manager = tf.train.CheckpointManager(
+                tf.train.Checkpoint(**worker_objects),
+                os.path.join(model_dir, f"worker-{worker_index}"),
+                max_to_keep=max_to_keep, checkpoint_name="ckpt")
+
+    def latest(self) -> str | None:
+        """Path prefix of the newest complete checkpoint in `model_dir`, or None."""
+        return tf.train.latest_checkpoint(self.model_dir)
+
+    def restore(self) -> str | None:
+        """Restores the newest checkpoint if there is one; returns its path or None."""
+        path = self.latest()
+        if path is not None:
+            # Every object we track must be found: a silent partial restore is not a resume.
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+            if self.worker_manager is not None:
+                worker_path = os.path.join(self.worker_manager.directory,
+                                           os.path.basename(path))
+                if not tf.io.gfile.exists(worker_path + ".index"):
+                    raise ValueError(
+                        f"{worker_path} is missing: this worker's input state for {path}; "
+                        "restart with the same number of workers as the saved run")
+                self.worker_manager.checkpoint.restore(
+                    worker_path).assert_existing_objects_matched()
+        return path
+
+    def save(self, step: int) -> str:
+        """Writes `ckpt-<step>` (all workers call this together); returns the chief's path.
+
+        Args:
+          step: the global step, used as the checkpoint number.
+        """
+        if self.worker_manager is not None:
+            # Before the main save: `checkpoint` never names a step whose input state is absent.
+            self.worker_manager.save(checkpoint_number=step)
+        path = self.manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            path = os.path.join(self.model_dir, f"ckpt-{step}")
+        return path
