@@ -157,6 +157,7 @@ class ElectraPretrainer(keras.Model):
                 max_predictions=objective.max_predictions_per_seq,
                 mask_token_prob=objective.mask_token_prob,
                 with_replacement=objective.sample_positions_with_replacement)
+        masked = {key: tf.convert_to_tensor(value) for key, value in masked.items()}
         positions = masked["masked_lm_positions"]
         original_ids = masked["masked_lm_ids"]
         weights = masked["masked_lm_weights"]
