@@ -1,0 +1,68 @@
+"""Learns a WordPiece vocabulary (tensorflow-text's learner) and writes vocab.txt.
+
+Usage:
+  python tools/build_vocab.py --input='corpus/*.txt' --output=vocab.txt --vocab_size=30522
+  python tools/build_vocab.py --output=vocab.txt --vocab_size=8000   # embedded corpus
+
+Without --input it learns from the embedded corpus (Python standard-library docstrings and
+comments, cached under --cache_dir). [PAD], [UNK], [CLS], [SEP], [MASK] get ids 0-4; the file
+is filled to exactly --vocab_size with [unusedN] tokens when the learner stops short.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input", None, "Text files: a glob, or comma-separated globs (.gz ok). "
+                    "Default: the embedded standard-library corpus.")
+flags.DEFINE_string("output", None, "Where to write vocab.txt.")
+flags.DEFINE_integer("vocab_size", 30522, "Tokens in the vocabulary, special tokens included.")
+flags.DEFINE_bool("lower_case", True, "Uncased vocab (lower-case, strip accents); "
+                  "--nolower_case for cased.")
+flags.DEFINE_bool("blank_lines_separate_docs", True, "A blank line ends a document.")
+flags.DEFINE_integer("max_lines", None, "Learn from at most this many lines (a sample bound "
+                     "for large corpora; default: all).")
+flags.DEFINE_integer("max_input_words", 200000, "Give the learner only this many most frequent "
+                     "distinct words (bounds learning time).")
+flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default "
+                    "$ELECTRA_TF_CACHE or ~/.cache/electra_tf).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"build_vocab: unexpected arguments {argv[1:]}: pass everything as --flags",
+              file=sys.stderr)
+        return 2
+    if not FLAGS.output:
+        print("build_vocab: --output is required: the path of the vocab.txt to write",
+              file=sys.stderr)
+        return 2
+    from electra_tf.text import corpus, vocab
+
+    try:
+        summary = vocab.build_vocab_file(
+            FLAGS.output, FLAGS.vocab_size, inputs=FLAGS.input, lower_case=FLAGS.lower_case,
+            blank_lines_separate_docs=FLAGS.blank_lines_separate_docs,
+            max_lines=FLAGS.max_lines, max_input_words=FLAGS.max_input_words,
+            cache_dir=FLAGS.cache_dir)
+    except (vocab.VocabError, corpus.CorpusError) as e:
+        print(f"build_vocab: {e}", file=sys.stderr)
+        return 2
+    print(f"learned {summary['learned']} tokens ({summary['tokens']} written, "
+          f"{summary['tokens'] - summary['learned']} [unusedN] padding) from "
+          f"{summary['files']} file(s) of {summary['corpus']} corpus "
+          f"({summary.get('documents', 0)} documents, {summary.get('lines', 0)} lines) "
+          f"in {summary['seconds']:.1f} s; wrote {summary['output']}")
+    for key in ("invalid_utf8_lines", "empty_files", "empty_documents"):
+        if summary.get(key):
+            print(f"note: {summary[key]} {key.replace('_', ' ')}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
