@@ -56,13 +56,26 @@ def main(argv):
     if not FLAGS.output_dir:
         _fail("--output_dir is required: the directory for the shards and dataset.json")
 
-    from electra_tf.data.pretraining_builder import BAD_INPUT_COUNTS, build_pretraining_data
-    from electra_tf.data.pretraining_reader import DataError
-    from electra_tf.text.corpus import CorpusError, embedded_corpus_files
-    from electra_tf.text.vocab import VocabError
+    from electra_tf.text.corpus import CorpusError, embedded_corpus_files, expand_inputs
+    from electra_tf.text.vocab import SPECIAL_TOKENS, VocabError, check_vocab
 
+    # Bad globs and vocabularies without special tokens fail here, before TensorFlow loads
+    # (seconds); the library checks everything again.
     try:
         inputs = FLAGS.input if FLAGS.input else embedded_corpus_files(FLAGS.cache_dir)
+        expand_inputs(inputs)
+        if os.path.isfile(FLAGS.vocab):
+            with open(FLAGS.vocab, encoding="utf-8", errors="replace") as f:
+                tokens = [line.rstrip("\r\n") for line in f]
+            if not set(SPECIAL_TOKENS) <= set(tokens):
+                check_vocab(tokens, FLAGS.vocab)
+    except (CorpusError, VocabError) as e:
+        _fail(str(e))
+
+    from electra_tf.data.pretraining_builder import BAD_INPUT_COUNTS, build_pretraining_data
+    from electra_tf.data.pretraining_reader import DataError
+
+    try:
         sidecar = build_pretraining_data(
             inputs, FLAGS.vocab, FLAGS.output_dir,
             max_seq_length=FLAGS.max_seq_length, num_shards=FLAGS.num_shards,

@@ -339,7 +339,8 @@ def build_pretraining_data(
         tokenize_batch_lines: int = DEFAULT_TOKENIZE_BATCH_LINES,
         progress: bool = False,
         tokenizer_factory: Callable = electra_tokenizer_factory,
-        _fail_after_examples: Optional[dict] = None) -> dict:
+        _fail_after_examples: Optional[dict] = None,
+        _sequential: bool = False) -> dict:
     """Builds (or resumes, or confirms) a sharded pretraining dataset.
 
     Args:
@@ -358,6 +359,8 @@ def build_pretraining_data(
         tokenizer_factory: module-level (vocab, lower_case) -> tokenize(lines) ->
             (flat ids, row_splits); the default is `ElectraTokenizer`.
         _fail_after_examples: test hook {worker index: n}: that worker raises after n examples.
+        _sequential: run the workers one after another in this process (tests: the bytes
+            equal those of the parallel build, which depends only on the jobs).
 
     Returns:
         The sidecar written to `output_dir/dataset.json`.
@@ -413,9 +416,14 @@ def build_pretraining_data(
         # Shards removed by hand: rebuild them below (the sidecar goes first).
         os.remove(sidecar_path)
     if os.path.exists(plan_path):
-        with open(plan_path, encoding="utf-8") as f:
-            _check_same_build(json.load(f), build, output_dir, plan_path)
-    elif os.path.isdir(output_dir):
+        if any(n.startswith("worker-") for n in os.listdir(build_dir)):
+            # Some workers finished: their shards are only reusable by the same build.
+            with open(plan_path, encoding="utf-8") as f:
+                _check_same_build(json.load(f), build, output_dir, plan_path)
+        else:
+            # Nothing finished (e.g. a bad input file stopped it): start afresh.
+            shutil.rmtree(build_dir)
+    if not os.path.exists(plan_path) and os.path.isdir(output_dir):
         foreign = sorted(n for n in os.listdir(output_dir) if n.startswith(SHARD_PREFIX))
         if foreign:
             raise DataMismatchError(
@@ -469,10 +477,15 @@ def build_pretraining_data(
             bar.set_postfix_str(f"{tokens_done[0] / elapsed:,.0f} tok/s", refresh=False)
 
     try:
-        if len(todo) == 1 and workers == 1:
-            results[0] = run_worker(todo[0], on_progress)
+        if workers == 1 or _sequential:
+            for job in todo:
+                results[job.worker_index] = run_worker(job, on_progress)
         elif todo:
             results.update(_run_in_processes(todo, on_progress))
+    except BaseException:
+        if bar is not None:
+            bar.leave = False  # Clear the bar so that the error is the one line left.
+        raise
     finally:
         if bar is not None:
             bar.close()
