@@ -1,0 +1,80 @@
+"""The `electra-export` binary: flags -> `load_export_source` -> `export_all`.
+
+    python -m electra_tf.export --model_dir=runs/small --output=exports \
+        [--name=electra] [--format=saved_model|tflite|all] \
+        [--quantize=none,float16,dynamic,int8] [--max_seq_length=128] [--version=N]
+
+Bad input (no checkpoint, a vocabulary that does not fit, unknown choices, an existing
+version) prints one line and exits with status 2; nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training run directory (config.yaml, vocab.txt, ckpt-N).")
+flags.DEFINE_string("output", None, "Export root: SavedModel in OUTPUT/NAME/VERSION, TFLite in "
+                    "OUTPUT/NAME.tflite/VERSION.")
+flags.DEFINE_string("name", "electra", "Servable name (TF Serving --model_name).")
+flags.DEFINE_string("format", "all", "saved_model, tflite or all (comma-separated).")
+flags.DEFINE_string("quantize", "none,float16,dynamic,int8",
+                    "TFLite variants: none (float32), float16, dynamic (dynamic-range int8), "
+                    "int8 (full integer), comma-separated, or all.")
+flags.DEFINE_string("tflite_inputs", "ids,text", "TFLite input styles: ids, text.")
+flags.DEFINE_integer("max_seq_length", None, "Sequence length of the raw-text signatures and "
+                     "TFLite models (default: the config's data.max_seq_length).")
+flags.DEFINE_integer("version", None, "Version number (default: the next free one); an "
+                     "existing version is refused.")
+flags.DEFINE_string("vocab", None, "vocab.txt to serve with (default: MODEL_DIR/vocab.txt); "
+                    "must be the model's vocabulary.")
+flags.DEFINE_string("representative_data", None, "Pretraining TFRecords (directory or glob "
+                    "with dataset.json) for int8 calibration and verification; default: the "
+                    "embedded corpus.")
+flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default "
+                    "~/.cache/electra_tf).")
+flags.DEFINE_integer("num_examples", 64, "Representative and held-out examples (each).")
+flags.DEFINE_bool("strict", True, "Refuse to publish when a variant misses its verification "
+                  "floor.")
+
+
+def main(argv):
+    """Runs one export from flags; bad input -> one line on stderr, exit 2."""
+    del argv
+    logging.set_verbosity(logging.WARNING)  # TF's per-function save chatter hides the result
+    from electra_tf.export.pipeline import check_choices, export_all  # pylint: disable=import-outside-toplevel
+    from electra_tf.export.source import ExportError, load_export_source  # pylint: disable=import-outside-toplevel
+
+    try:
+        for flag in ("model_dir", "output"):
+            if not getattr(FLAGS, flag):
+                raise ExportError(f"--{flag} is required")
+        # Cheap checks before the model is loaded.
+        check_choices(FLAGS.format, FLAGS.quantize, FLAGS.tflite_inputs)
+        if FLAGS.version is not None:
+            for base in (FLAGS.name, f"{FLAGS.name}.tflite"):
+                path = os.path.join(FLAGS.output, base, str(FLAGS.version))
+                if os.path.exists(path):
+                    raise ExportError(f"{path} already exists; pass another --version or leave "
+                                      "it out to take the next free one")
+        source = load_export_source(FLAGS.model_dir, vocab=FLAGS.vocab,
+                                    max_seq_length=FLAGS.max_seq_length)
+        report = export_all(
+            source, FLAGS.output, name=FLAGS.name, formats=FLAGS.format,
+            quantize=FLAGS.quantize, styles=FLAGS.tflite_inputs, version=FLAGS.version,
+            representative_data=FLAGS.representative_data, cache_dir=FLAGS.cache_dir,
+            num_examples=FLAGS.num_examples, strict=FLAGS.strict,
+            log=lambda line: print(line, flush=True))
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"paths": report["paths"], "passed": report["passed"]}))
+
+
+def run():
+    """Console entry point `electra-export`."""
+    app.run(main)
