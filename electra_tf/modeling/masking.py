@@ -4,7 +4,9 @@ Follows the reference `pretrain/pretrain_helpers.py::mask`: candidates exclude [
 [SEP], [MASK] and padding; `k = max(1, min(N, round(mask_prob * non_pad_tokens)))`
 (float32, round half to even, as `tf.round` in the reference); each chosen position becomes
 [MASK] with probability 0.85 and keeps its token otherwise (no random tokens). All
-randomness is stateless from one seed, so a resumed run redraws the same masks.
+randomness is stateless from one seed, so a resumed run redraws the same masks. (XLA
+lowers the stateless random ops to its own generator, so the draws for a seed differ
+between `jit_compile=True` and False; a resumed run uses the same setting.)
 """
 
 import tensorflow as tf
@@ -78,10 +80,15 @@ def mask_tokens(token_ids, padding_mask, seed, *, mask_id, special_ids, mask_pro
     num_to_predict = tf.clip_by_value(num_to_predict, 1, max_predictions)
 
     if with_replacement:
-        # Reference: tf.random.categorical over log(candidates_mask).
-        logits = tf.where(is_candidate, 0.0, -1e9)
-        positions = tf.random.stateless_categorical(
-            logits, max_predictions, seed=position_seed, dtype=tf.int32)
+        # Reference: tf.random.categorical over the candidates (uniform). Drawn here as
+        # the floor(U * C)-th candidate, because stateless_categorical has no XLA kernel.
+        candidates_first = tf.math.top_k(
+            tf.where(is_candidate, sequence_length - tf.range(sequence_length), 0),
+            k=sequence_length).indices
+        uniform = tf.random.stateless_uniform([batch_size, max_predictions], seed=position_seed)
+        rank = tf.cast(uniform * tf.cast(num_candidates, tf.float32)[:, None], tf.int32)
+        rank = tf.minimum(rank, tf.maximum(num_candidates - 1, 0)[:, None])
+        positions = tf.gather(candidates_first, rank, batch_dims=1)
         num_to_predict = tf.where(num_candidates > 0, num_to_predict, 0)
     else:
         # The k largest of uniform scores over the candidates: a uniform subset, no repeats.
