@@ -294,12 +294,33 @@ def test_model_flops_per_sequence_for_small():
     params = opt_lib.non_embedding_params(cfg)
     d_layer = 4 * (256 * 256 + 256) + 2 * 256 * 1024 + 1024 + 256 + 4 * 256
     g_layer = 4 * (64 * 64 + 64) + 2 * 64 * 256 + 256 + 64 + 4 * 64
-    assert params["discriminator"] == 12 * d_layer + 128 * 256 + 256 + 256 * 256 + 256 + 257
+    assert params["discriminator"] == (12 * d_layer + 128 * 256 + 256 + 256 * 256 + 256 + 257
+                                       + 2 * 128)
     assert params["generator"] == 12 * g_layer + 128 * 64 + 64 + 64 * 128 + 128 + 256 + 30522
     want = (6 * 128 * (params["discriminator"] + params["generator"])
             + 12 * 12 * 128 ** 2 * 256 + 12 * 12 * 128 ** 2 * 64)
     assert opt_lib.model_flops_per_sequence(cfg) == want
     assert 7e9 < want < 9e9  # ~8 GFLOP per 128-token sequence for both networks
+
+
+def test_flops_params_and_decay_groups_match_the_real_pretrainer():
+    from electra_tf.modeling.pretrainer import ElectraPretrainer
+    cfg = from_dict({"model": dict(vocab_size=50, embedding_size=16, hidden_size=32,
+                                   num_layers=2, num_heads=2, intermediate_size=64),
+                     "generator": dict(hidden_fraction=0.25)})
+    model = ElectraPretrainer(cfg)
+    tables = ("token_embedding/embeddings", "position_embedding/embeddings",
+              "segment_embedding/embeddings")
+    counted = sum(int(np.prod(v.shape)) for v in model.trainable_variables
+                  if not v.path.endswith(tables))
+    params = opt_lib.non_embedding_params(cfg)
+    assert counted == params["discriminator"] + params["generator"]
+    # Decayed: exactly the kernels and the embedding tables (SPEC 5).
+    optimizer = opt_lib.create_optimizer(OptimizerConfig(), 10)
+    optimizer.build(model.trainable_variables)
+    for v in model.trainable_variables:
+        want = v.path.endswith("/kernel") or v.path.endswith(tables)
+        assert optimizer.uses_weight_decay(v) == want, v.path
 
 
 def test_matmul_peak_is_consistent_with_a_timed_matmul():

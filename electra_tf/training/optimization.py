@@ -495,7 +495,8 @@ def non_embedding_params(cfg) -> dict:
     """Non-embedding weight counts of the discriminator and generator (SPEC 1-2).
 
     Embedding tables (word, position, token type) are excluded, as is the generator's
-    output projection onto the tied word embeddings; projections and heads are counted.
+    output projection onto the tied word embeddings; projections, heads and the embedding
+    LayerNorm (counted with the discriminator) are included.
 
     Args:
         cfg: `electra_tf.config.ElectraConfig`.
@@ -508,6 +509,7 @@ def non_embedding_params(cfg) -> dict:
     disc = _encoder_params(h, m.intermediate_size, m.num_layers)
     disc += (e * h + h) if e != h else 0  # embeddings_project
     disc += h * h + h + h + 1             # discriminator_predictions dense + dense_1
+    disc += 2 * e                         # the (shared) embedding LayerNorm
     gen = 0
     if cfg.objective.kind == "electra":
         gh = cfg.generator_hidden_size()
