@@ -119,7 +119,15 @@ def test_build_vocab_binary_end_to_end(tmp_path):
     assert tokens[:5] == list(SPECIAL_TOKENS) and len(tokens) == 110
     assert tokens == vocab.learn_vocab(SENTENCES[:2] * 20 + SENTENCES[2:] * 20, 110)
     assert f"wrote {out}" in run.stdout and "from 2 file(s)" in run.stdout
-    assert "40 documents" not in run.stdout and "2 documents" in run.stdout
+    assert "(80 lines of 2 documents)" in run.stdout
+
+    # The library call behind the binary: max_lines bounds what is read (the first file only).
+    small = str(tmp_path / "small.txt")
+    summary = vocab.build_vocab_file(small, 110, inputs=f"{corpus_dir}/*.txt", max_lines=40,
+                                     lower_case=False)
+    assert (summary["lines_used"], summary["documents"], summary["tokens"]) == (40, 1, 110)
+    assert vocab.load_vocab(small) == vocab.learn_vocab(SENTENCES[:2] * 20, 110,
+                                                        lower_case=False)
 
     bad = _build_vocab(f"--input={tmp_path}/nothing/*.txt", f"--output={out}")
     assert bad.returncode == 2

@@ -56,7 +56,7 @@ def main(argv):
     print(f"learned {summary['learned']} tokens ({summary['tokens']} written, "
           f"{summary['tokens'] - summary['learned']} [unusedN] padding) from "
           f"{summary['files']} file(s) of {summary['corpus']} corpus "
-          f"({summary.get('documents', 0)} documents, {summary.get('lines', 0)} lines) "
+          f"({summary.get('lines_used', 0)} lines of {summary.get('documents', 0)} documents) "
           f"in {summary['seconds']:.1f} s; wrote {summary['output']}")
     for key in ("invalid_utf8_lines", "empty_files", "empty_documents"):
         if summary.get(key):

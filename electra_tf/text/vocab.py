@@ -6,9 +6,9 @@ vocabularies (`[PAD]`=0, `[unused*]`, `[UNK]`=100, `[CLS]`=101, `[SEP]`=102, `[M
 too: every consumer finds the special ids by token (see `special_ids`), never by position.
 
 Learning uses tensorflow-text's WordPiece learner (`wordpiece_tokenizer_learner_lib`, the
-library behind `bert_vocab_from_dataset`); words are split with tensorflow-text's BERT
-`BasicTokenizer`, which lower-cases, strips accents and splits every CJK character into its
-own word exactly as the tokenizer does at run time.
+library behind `bert_vocab_from_dataset`); words come from the run-time normaliser
+(`FastBertNormalizer`) and tensorflow-text's BERT `BasicTokenizer` split, which puts every
+CJK character in its own word exactly as the tokenizer does at run time.
 
 Example:
 
@@ -151,10 +151,11 @@ def count_words(texts: Iterable[str], lower_case: bool = True,
                 max_lines: Optional[int] = None) -> "collections.Counter[str]":
     """Splits texts into BERT words and counts them (the learner's input).
 
-    Uses tensorflow-text's `BasicTokenizer` (the splitter `bert_vocab_from_dataset` uses):
-    whitespace and punctuation split words, each CJK character is a word of its own, and with
-    `lower_case` text is lower-cased, NFD-normalised and stripped of accents, as
-    `FastBertTokenizer(lower_case_nfd_strip_accents=True)` does at run time.
+    Text is first normalised by `FastBertNormalizer`, the very normaliser `ElectraTokenizer`
+    runs (with `lower_case`: lower-case, NFD, strip accents; else only control characters
+    become spaces), then split by tensorflow-text's BERT `BasicTokenizer` (the splitter
+    `bert_vocab_from_dataset` uses): whitespace and punctuation separate words and each CJK
+    character is a word of its own, as the run-time pre-tokenisation does.
 
     Args:
       texts: lines of text.
@@ -169,11 +170,14 @@ def count_words(texts: Iterable[str], lower_case: bool = True,
     import tensorflow as tf
     from tensorflow_text.python.ops import bert_tokenizer
 
-    basic = bert_tokenizer.BasicTokenizer(lower_case=lower_case)
+    import tensorflow_text as tf_text
+
+    normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=lower_case)
+    basic = bert_tokenizer.BasicTokenizer(lower_case=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def split(lines):
-        return basic.tokenize(lines).flat_values
+        return basic.tokenize(normalizer.normalize(lines)).flat_values
 
     counts = collections.Counter()
     batch, n = [], 0
@@ -294,7 +298,8 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
 
     Returns:
       dict: `output`, `tokens` (written), `learned` (excluding [unusedN] padding),
-      `seconds`, `files`, `corpus` ("embedded" or the input), and the reading counts.
+      `seconds`, `files`, `corpus` ("embedded" or the input), `lines_used` (lines learned
+      from) and the reading counts of `corpus.iter_documents`.
     """
     import collections
     import time
@@ -313,9 +318,15 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
     def lines():
         for path in files:
             for document in corpus.iter_documents(path, blank_lines_separate_docs, stats):
-                yield from document
+                for line in document:
+                    if max_lines is not None and stats["lines_used"] >= max_lines:
+                        return
+                    stats["lines_used"] += 1
+                    yield line
+                    if max_lines is not None and stats["lines_used"] >= max_lines:
+                        return  # The sample bound: stop reading, not just stop learning.
 
-    tokens = learn_vocab(lines(), vocab_size, lower_case=lower_case, max_lines=max_lines,
+    tokens = learn_vocab(lines(), vocab_size, lower_case=lower_case,
                          max_input_words=max_input_words)
     write_vocab(tokens, output)
     summary = {
