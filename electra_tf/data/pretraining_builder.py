@@ -89,8 +89,9 @@ def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callabl
     tokenizer = ElectraTokenizer(list(vocab), lower_case=lower_case)
 
     # One traced graph for every batch: eager dispatch of the tokenizer's ops costs more
-    # than tokenizing a few hundred lines.
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    # than tokenizing a few hundred lines. No autograph: there is no Python control flow to
+    # convert, and converting tensorflow-text's sources takes seconds.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def tokenize(lines):
         ragged = tokenizer.tokenize(lines)
         return ragged.flat_values, ragged.row_splits
