@@ -46,7 +46,7 @@ def main(argv):
     """Runs one export from flags; bad input -> one line on stderr, exit 2."""
     del argv
     logging.set_verbosity(logging.WARNING)  # TF's per-function save chatter hides the result
-    from electra_tf.export.pipeline import check_choices, export_all  # pylint: disable=import-outside-toplevel
+    from electra_tf.export.choices import check_choices  # pylint: disable=import-outside-toplevel
     from electra_tf.export.source import ExportError, load_export_source  # pylint: disable=import-outside-toplevel
 
     try:
@@ -61,6 +61,8 @@ def main(argv):
                 if os.path.exists(path):
                     raise ExportError(f"{path} already exists; pass another --version or leave "
                                       "it out to take the next free one")
+        from electra_tf.export.pipeline import export_all  # pylint: disable=import-outside-toplevel
+
         source = load_export_source(FLAGS.model_dir, vocab=FLAGS.vocab,
                                     max_seq_length=FLAGS.max_seq_length)
         report = export_all(

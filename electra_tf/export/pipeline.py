@@ -14,48 +14,17 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from electra_tf.export import calibration as calibration_lib
 from electra_tf.export import saved_model, serving, tflite, verify
+from electra_tf.export.choices import FORMATS, check_choices
 from electra_tf.export.source import ExportError, ExportSource
 
-FORMATS = ("saved_model", "tflite")
 VOCAB_FILE = "vocab.txt"
 LONG_TEXT = " ".join(["a very long request"] * 400)
-
-
-def parse_list(value, allowed: Sequence[str], flag: str, aliases=None) -> list:
-    """'a,b' -> ['a', 'b'], refusing unknown names with one line naming the flag.
-
-    Args:
-      value: comma-separated string or list.
-      allowed: the valid names.
-      flag: the flag's name, for the message.
-      aliases: name -> list of names it stands for (e.g. `all`).
-    """
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
-    expanded = []
-    for item in (v for v in items if v):
-        expanded += list((aliases or {}).get(item, [item]))
-    unknown = [v for v in expanded if v not in allowed]
-    if unknown or not expanded:
-        what = f"unknown value {unknown[0]!r}" if unknown else "no value"
-        names = ", ".join(list(allowed) + list(aliases or {}))
-        raise ExportError(f"--{flag}={value!r}: {what}; allowed: {names} (comma-separated)")
-    return list(dict.fromkeys(expanded))
-
-
-def check_choices(formats, quantize, styles):
-    """Validates the three lists; returns them expanded."""
-    formats = parse_list(formats, FORMATS, "format", {"all": FORMATS})
-    quantize = parse_list(quantize, tflite.QUANTIZATIONS, "quantize",
-                          {"all": tflite.QUANTIZATIONS, "float32": ["none"]})
-    styles = parse_list(styles, tflite.INPUT_STYLES, "tflite_inputs",
-                        {"all": tflite.INPUT_STYLES})
-    return formats, quantize, styles
 
 
 def export_all(source: ExportSource, output_dir: str, *, name: str = "electra",

@@ -26,9 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf.export import serving
+from electra_tf.export.choices import INPUT_STYLES, QUANTIZATIONS  # noqa: F401  (re-exported)
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-INPUT_STYLES = ("ids", "text")
 SIGNATURE = {"ids": "serve_ids", "text": "serve_text"}
 VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic_int8",
                  "int8": "int8"}
