@@ -1,6 +1,5 @@
 """ElectraTokenizer: special ids by token, CJK, normalisation, encode layout, TFLite parity."""
 
-import os
 
 import numpy as np
 import pytest
