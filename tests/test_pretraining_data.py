@@ -282,11 +282,19 @@ def test_cli_two_workers_reports_counts_and_matches_sequential_build(tmp_path, w
            num_workers=2, seed=7, _sequential=True)
     assert _shard_bytes(str(out)) == _shard_bytes(str(tmp_path / "seq"))
 
-    # Bad input, one line and exit 2 each.
-    _assert_one_line_error(  # the same output directory, another configuration
-        _cli(f"--input={corpus}/*.txt", f"--vocab={workspace['vocab']}", f"--output_dir={out}",
-             f"--max_seq_length={L}", "--num_shards=4", "--num_workers=2", "--seed=8"),
-        str(out), "seed=7", "seed=8")
+    # The same output directory with another configuration is refused, naming both values
+    # (in-process: the CLI prints DataError like the errors below).
+    for change in ({"seed": 8}, {"max_seq_length": L + 2}, {"num_shards": 5}):
+        kwargs = dict(inputs=f"{corpus}/*.txt", num_shards=4, num_workers=2, seed=7)
+        kwargs.update(change)
+        with pytest.raises(DataMismatchError) as e:
+            _build(workspace, str(out), **kwargs)
+        (key, value), = change.items()
+        old = {"seed": 7, "max_seq_length": L, "num_shards": 4}[key]
+        assert f"{key}={old}" in str(e.value) and f"{key}={value}" in str(e.value)
+        assert str(out) in str(e.value) and "\n" not in str(e.value)
+
+    # Bad input through the CLI: one line and exit 2 each.
     _assert_one_line_error(
         _cli(f"--input={tmp_path}/nothing*.txt", f"--vocab={workspace['vocab']}",
              f"--output_dir={tmp_path}/x"), "matches no file")
