@@ -15,6 +15,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tokenizing and writing run on CPU: keep TensorFlow off any GPU (no memory grab, no
+# driver chatter). Set CUDA_VISIBLE_DEVICES yourself to override.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 try:
     import electra_tf  # noqa: F401
 except ImportError:  # Run from a checkout without installing the package.
@@ -85,7 +88,8 @@ def main(argv):
             lower_case=FLAGS.lower_case, progress=FLAGS.progress)
     except (CorpusError, VocabError, DataError) as e:
         _fail(str(e))
-    state = "already complete" if sidecar.get("already_complete") else "wrote"
+    state = ("already complete, nothing written:" if sidecar.get("already_complete")
+             else "wrote")
     bad = ", ".join(f"{k.replace('_', ' ')} {sidecar[k]}" for k in BAD_INPUT_COUNTS)
     print(f"{state} {sidecar['examples']} examples ({sidecar['tokens']} tokens, "
           f"{100 * sidecar['padding_fraction']:.1f}% padding) from {sidecar['documents']} "
