@@ -72,6 +72,14 @@ def test_builder_matches_literal_spec_example_for_example(max_len):
         ref.add_line(None)
     assert len(ours) > 500
     assert ours == ref.out
+    # Feeding each document in parts (how the builder streams long documents) changes nothing.
+    chunked = ExampleBuilder(max_len, rng=random.Random(7))
+    parts = []
+    for doc in docs:
+        cuts = [0, len(doc) // 3, len(doc) // 2, len(doc)]
+        for i in range(3):
+            parts += chunked.add_lines(doc[cuts[i]:cuts[i + 1]], end_of_document=i == 2)
+    assert parts == ours
 
 
 class ScriptedRandom:

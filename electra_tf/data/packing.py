@@ -36,7 +36,8 @@ class ExampleBuilder:
 
     The state carried from one document to the next is only the target length (the reference
     draws the next target when it emits an example); a document's last partial example is
-    emitted at the document's end, so examples never span documents.
+    emitted at the document's end, so examples never span documents. A long document may be
+    fed in parts with `add_lines`.
 
     Args:
         max_seq_length: length of every example, [CLS] and [SEP]s included.
@@ -49,6 +50,8 @@ class ExampleBuilder:
         self.max_seq_length = max_seq_length
         self.rng = rng
         self.target_length = max_seq_length
+        # Lines of the example being accumulated (only across `add_lines` calls).
+        self._current, self._current_length = [], 0
         # Counters of the random decisions, for statistics and tests.
         self.single_segment_examples = 0
         self.short_targets = 0
@@ -63,19 +66,34 @@ class ExampleBuilder:
             A list of (first_segment, second_segment) pairs, already truncated so that
             `[CLS] A [SEP] B [SEP]` fits in max_seq_length; B may be empty.
         """
+        return self.add_lines(sentences, end_of_document=True)
+
+    def add_lines(self, sentences: Iterable[Sequence[int]],
+                  end_of_document: bool) -> list[tuple[list, list]]:
+        """Like `add_document` for a part of a document, so huge documents stream.
+
+        Args:
+            sentences: the next lines of the current document (token id sequences).
+            end_of_document: these are the document's last lines.
+
+        Returns:
+            The examples completed by these lines, as (A, B) id lists.
+        """
         examples = []
-        current, current_length = [], 0
         for sentence in sentences:
-            current.append(sentence)
-            current_length += len(sentence)
+            self._current.append(sentence)
+            self._current_length += len(sentence)
             # As the reference: an example is cut once the accumulated length reaches the
             # target (tokens without [CLS]/[SEP]); the overshoot is truncated below.
-            if current_length >= self.target_length:
-                examples.append(self._create_example(current))
-                current, current_length = [], 0
-        # End of document: the reference emits whatever has accumulated (if any token).
-        if current_length:
-            examples.append(self._create_example(current))
+            if self._current_length >= self.target_length:
+                examples.append(self._create_example(self._current))
+                self._current, self._current_length = [], 0
+        if end_of_document:
+            # The reference emits whatever has accumulated at a document's end (if any
+            # token), so examples never span documents.
+            if self._current_length:
+                examples.append(self._create_example(self._current))
+            self._current, self._current_length = [], 0
         return examples
 
     def _create_example(self, sentences: list) -> tuple[list, list]:

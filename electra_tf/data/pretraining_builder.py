@@ -201,23 +201,21 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
     writers = [tf.io.TFRecordWriter(p, options) for p in partial_paths]
     n_written = 0
 
-    def flush(documents, n_chars):
+    def flush(pieces, n_chars):
+        """Tokenizes pieces (lines, end_of_document) in one call and packs them."""
         nonlocal n_written
-        if not documents:
+        if not pieces:
             return
-        lines = [line for doc in documents for line in doc]
+        lines = [line for piece, _ in pieces for line in piece]
         values, splits = tokenize(lines)
         flat = values.tolist()
         splits = splits.tolist()
         pairs = []
         line = 0
-        for doc in documents:
-            sentences = [flat[splits[j]:splits[j + 1]] for j in range(line, line + len(doc))]
-            line += len(doc)
-            examples = builder.add_document(sentences)
-            if not examples:
-                stats["documents_without_tokens"] += 1
-            pairs.extend(examples)
+        for piece, end_of_document in pieces:
+            sentences = [flat[splits[j]:splits[j + 1]] for j in range(line, line + len(piece))]
+            line += len(piece)
+            pairs.extend(builder.add_lines(sentences, end_of_document))
         if pairs:
             input_ids, input_mask, segment_ids = packing.examples_to_arrays(
                 pairs, job.max_seq_length, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
@@ -240,16 +238,21 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
         if progress:
             progress(n_chars, tokens)
 
+    batch = job.tokenize_batch_lines
     for path in files:
-        documents, n_lines, n_chars = [], 0, 0
+        pieces, n_lines, n_chars = [], 0, 0
         for document in iter_documents(path, job.blank_lines_separate_docs, stats):
-            documents.append(document)
-            n_lines += len(document)
-            n_chars += sum(len(line) + 1 for line in document)
-            if n_lines >= job.tokenize_batch_lines:
-                flush(documents, n_chars)
-                documents, n_lines, n_chars = [], 0, 0
-        flush(documents, n_chars)
+            # A document longer than a batch (e.g. a whole file without blank lines) is
+            # cut into parts, so memory stays bounded by the batch size.
+            for start in range(0, len(document), batch):
+                piece = document[start:start + batch]
+                pieces.append((piece, start + batch >= len(document)))
+                n_lines += len(piece)
+                n_chars += sum(len(line) + 1 for line in piece)
+                if n_lines >= batch:
+                    flush(pieces, n_chars)
+                    pieces, n_lines, n_chars = [], 0, 0
+        flush(pieces, n_chars)
         stats["files"] += 1
 
     for writer in writers:
@@ -515,7 +518,6 @@ def build_pretraining_data(
                              if examples else 0.0),
         "single_segment_examples": stats["single_segment_examples"],
         "short_target_examples": stats["short_target_examples"],
-        "documents_without_tokens": stats["documents_without_tokens"],
         "num_shards": num_shards,
         "num_workers": workers,
         "compression": compression,
