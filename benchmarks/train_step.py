@@ -1,10 +1,10 @@
 """Times ELECTRA pretraining steps: ours vs Model Garden's ElectraPretrainer, same batch.
 
 Prints ONE JSON line: sequences/s of each, their ratio, and model-FLOPs utilisation against a
-matmul peak measured in the same run. Model FLOPs per sequence come from
-`electra_tf.training.optimization.model_flops_per_sequence` (6 x non-embedding params x tokens
-+ 12 x layers x seq^2 x hidden, generator and discriminator); both networks have the same
-architecture, so the same count is used for both.
+matmul peak measured inside each worker around its timed steps (same machine load). Model
+FLOPs per sequence come from `electra_tf.training.optimization.model_flops_per_sequence`
+(6 x non-embedding params x tokens + 12 x layers x seq^2 x hidden, generator and
+discriminator); both networks have the same architecture, so the same count serves both.
 
 OURS is the trainer's step: `ElectraPretrainer.compute_losses` (masking and sampling inside the
 step) and gradients in a `tf.function` (optionally XLA-compiled), then the optimizer from
@@ -83,17 +83,26 @@ def _random_batch(cfg, np_module):
     return ids, segments, np_module.ones((b, s), "int32")
 
 
-def _time_steps(step, *args):
-    """Warm-up steps, then per-step wall times of `steps` steps (each waits for its result)."""
+def _time_steps(step, *args, precision="fp32"):
+    """Warm-up steps, then per-step wall times of `steps` steps (each waits for its result).
+
+    The matmul peak is measured in this process right before and after the timed steps, so
+    that it sees the same machine load as the steps (the machine is shared).
+    """
     import numpy as np
+    sys.path.insert(0, REPO_ROOT)
+    from electra_tf.training.optimization import measure_matmul_peak
+    dtype = "bfloat16" if precision == "bf16" else "float32"
     for _ in range(FLAGS.warmup_steps):
         np.asarray(step(*args))
+    peaks = [measure_matmul_peak(dtype, size=2048, seconds=2.0)]
     times = []
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
         np.asarray(step(*args))
         times.append(time.perf_counter() - start)
-    return times
+    peaks.append(measure_matmul_peak(dtype, size=2048, seconds=2.0))
+    return {"times": times, "peak_flops": float(np.mean(peaks))}
 
 
 def worker_ours():
@@ -131,9 +140,9 @@ def worker_ours():
     start = time.perf_counter()
     np.asarray(step(batch, tf.constant([1, 2], tf.int64)))
     build_s = time.perf_counter() - start
-    times = _time_steps(step, batch, tf.constant([3, 4], tf.int64))
+    result = _time_steps(step, batch, tf.constant([3, 4], tf.int64), precision=FLAGS.precision)
     params = int(sum(np.prod(v.shape) for v in trainable))
-    return {"times": times, "first_step_s": build_s, "params": params}
+    return dict(result, first_step_s=build_s, params=params)
 
 
 def worker_mg():
@@ -216,9 +225,9 @@ def worker_mg():
     start = time.perf_counter()
     np.asarray(step(inputs))
     build_s = time.perf_counter() - start
-    times = _time_steps(step, inputs)
+    result = _time_steps(step, inputs, precision=precision)
     params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    return {"times": times, "first_step_s": build_s, "params": params}
+    return dict(result, first_step_s=build_s, params=params)
 
 
 def _run_worker(which: str, argv) -> dict:
@@ -243,35 +252,36 @@ def main(argv):
     if FLAGS.steps < 1 or FLAGS.rounds < 1 or FLAGS.batch_size < 1:
         raise BenchmarkError("--steps, --rounds and --batch_size must be >= 1")
     cfg = _load_config()
-    sys.path.insert(0, REPO_ROOT)
     from electra_tf.training import optimization
-    _set_threads()
     mg_precision = FLAGS.mg_precision or FLAGS.precision
-    peaks = {"fp32": optimization.measure_matmul_peak("float32", size=2048, seconds=3.0)}
-    if "bf16" in (FLAGS.precision, mg_precision):
-        peaks["bf16"] = optimization.measure_matmul_peak("bfloat16", size=2048, seconds=3.0)
     which = ["ours", "mg"] if FLAGS.which == "both" else [FLAGS.which]
     runs = {w: [] for w in which}
     for r in range(FLAGS.rounds):
         order = which if r % 2 == 0 else which[::-1]
         for w in order:
             runs[w].append(_run_worker(w, sys.argv))
+            print(f"round {r} {w}: median step {statistics.median(runs[w][-1]['times']):.3f} s",
+                  file=sys.stderr, flush=True)
     flops = optimization.model_flops_per_sequence(cfg)
     result = {"benchmark": "train_step", "config": os.path.basename(FLAGS.config),
               "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length,
               "precision": FLAGS.precision, "mg_precision": mg_precision,
               "jit_compile": FLAGS.jit_compile, "intra_threads": FLAGS.intra_threads,
-              "inter_threads": FLAGS.inter_threads, "model_flops_per_seq": flops,
-              "matmul_peak_tflops": {k: round(v / 1e12, 4) for k, v in peaks.items()}}
+              "inter_threads": FLAGS.inter_threads, "model_flops_per_seq": flops}
     for w in which:
         times = [t for run in runs[w] for t in run["times"]]
         median = statistics.median(times)
         seq_s = FLAGS.batch_size / median
         precision = FLAGS.precision if w == "ours" else mg_precision
+        # MFU per round against the peak measured in that worker, then the median.
+        mfus = [flops * FLAGS.batch_size / statistics.median(r["times"]) / r["peak_flops"]
+                for r in runs[w]]
         result[f"{w}_seq_per_s"] = round(seq_s, 3)
         result[f"{w}_step_s_median"] = round(median, 4)
         result[f"{w}_step_s_min"] = round(min(times), 4)
-        result[f"{w}_mfu"] = round(flops * seq_s / peaks[precision], 4)
+        result[f"{w}_mfu"] = round(statistics.median(mfus), 4)
+        result[f"{w}_matmul_peak_tflops_{precision}"] = round(statistics.median(
+            r["peak_flops"] for r in runs[w]) / 1e12, 4)
         result[f"{w}_first_step_s"] = round(statistics.median(
             r["first_step_s"] for r in runs[w]), 1)
         result[f"{w}_params"] = runs[w][0]["params"]

@@ -117,9 +117,10 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
 
     Variables whose path matches `exclude_from_weight_decay` (LayerNorm, biases) get no decay.
     If Keras' own `gradient_accumulation_steps` is used (one device only), the schedule and
-    the bias correction see the number of *applied* updates, not of micro-batches. Under a tf.distribute strategy `apply` sums
-    the gradients across replicas *before* global-norm clipping, so the clip sees the true
-    global gradient (Keras' default clips each replica's partial gradient).
+    the bias correction see the number of *applied* updates, not of micro-batches. Under a
+    tf.distribute strategy `apply` sums the gradients across replicas *before* global-norm
+    clipping, so the clip sees the true global gradient (Keras' default clips each
+    replica's partial gradient).
 
     Args:
         learning_rate: float or `LearningRateSchedule`.
