@@ -209,6 +209,14 @@ def test_reader_checks_the_sidecar(workspace, built):
                   vocab_hash=sidecar["vocab_hash"], max_seq_length=L, where="config")
     with pytest.raises(DataError, match="no dataset.json"):
         read_sidecar(workspace["root"])
+    # A shard listed in the sidecar but gone is named, not silently skipped.
+    _, gone = _build(workspace, "gone", num_shards=2, seed=0)
+    os.remove(os.path.join(gone, "pretrain-00001-of-00002.tfrecord"))
+    with pytest.raises(DataError, match="pretrain-00001-of-00002.tfrecord is listed"):
+        pretraining_dataset(gone, 2, L)
+    # ... and rerunning the build restores exactly that shard.
+    _build(workspace, "gone", num_shards=2, seed=0)
+    assert len(_read_all(gone)["token_ids"]) == read_sidecar(gone)["examples"]
 
 
 def _rows(pattern, context, shuffle):

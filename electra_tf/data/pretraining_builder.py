@@ -410,6 +410,7 @@ def build_pretraining_data(
     plan_path = os.path.join(build_dir, "build.json")
 
     # Refuse to mix builds; recognise a finished or an interrupted build of the same command.
+    ours = False  # the shards in output_dir are known to come from this very build
     if os.path.exists(sidecar_path):
         with open(sidecar_path, encoding="utf-8") as f:
             previous = json.load(f)
@@ -419,15 +420,20 @@ def build_pretraining_data(
             return previous
         # Shards removed by hand: rebuild them below (the sidecar goes first).
         os.remove(sidecar_path)
+        ours = True
     if os.path.exists(plan_path):
+        with open(plan_path, encoding="utf-8") as f:
+            plan = json.load(f)
         if any(n.startswith("worker-") for n in os.listdir(build_dir)):
             # Some workers finished: their shards are only reusable by the same build.
-            with open(plan_path, encoding="utf-8") as f:
-                _check_same_build(json.load(f), build, output_dir, plan_path)
+            _check_same_build(plan, build, output_dir, plan_path)
+            ours = True
+        elif plan == build:
+            ours = True  # the same build, interrupted before any worker finished
         else:
             # Nothing finished (e.g. a bad input file stopped it): start afresh.
             shutil.rmtree(build_dir)
-    if not os.path.exists(plan_path) and os.path.isdir(output_dir):
+    if not ours and not os.path.exists(plan_path) and os.path.isdir(output_dir):
         foreign = sorted(n for n in os.listdir(output_dir) if n.startswith(SHARD_PREFIX))
         if foreign:
             raise DataMismatchError(

@@ -109,8 +109,12 @@ def check_sidecar(sidecar: dict, *, vocab_hash: Optional[str], max_seq_length: O
 
 def _shard_files(file_pattern: str, sidecar: dict) -> list[str]:
     if tf.io.gfile.isdir(file_pattern):
-        directory = file_pattern
-        files = [os.path.join(directory, name) for name in sidecar.get("shards", [])]
+        files = [os.path.join(file_pattern, name) for name in sidecar.get("shards", [])]
+        missing = [f for f in files if not tf.io.gfile.exists(f)]
+        if missing:
+            raise DataError(f"{missing[0]} is listed in {sidecar.get('path')} but missing "
+                            f"({len(missing)} of {len(files)} shards); rerun "
+                            f"tools/build_pretraining_data.py with the same flags to rebuild")
     else:
         files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
