@@ -2,7 +2,6 @@
 
 import collections
 import glob
-import json
 import os
 import random
 import re

@@ -39,8 +39,6 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
-
 from electra_tf.data import packing
 from electra_tf.data.pretraining_reader import (FEATURES, SHARD_PREFIX, SIDECAR_NAME,
                                                 DataError, DataMismatchError)
