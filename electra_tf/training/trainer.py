@@ -248,7 +248,12 @@ def train(
             # makes the optimizer's cross-replica gradient *sum* the global-batch mean.
             scaled = optimizer.scale_loss(metrics["loss"] / num_replicas)
         grads = tape.gradient(scaled, trainable)
-        grads = [tf.zeros_like(v) if g_ is None else g_ for g_, v in zip(grads, trainable)]
+        # Dense gradients: embedding lookups give IndexedSlices with one row per token, and
+        # Keras' global norm of IndexedSlices squares the rows before summing duplicates,
+        # so the clipping norm would be wrong (and differ between one and many replicas).
+        # The Adam update is dense anyway.
+        grads = [tf.zeros_like(v) if g_ is None else tf.convert_to_tensor(g_)
+                 for g_, v in zip(grads, trainable)]
         return grads, metrics
 
     compute_gradients_fn = tf.function(compute_gradients, jit_compile=t.jit_compile)
