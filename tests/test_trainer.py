@@ -319,3 +319,32 @@ def test_metrics_log_truncates_and_survives_torn_lines(tmp_path):
     assert [(r["split"], r["step"], r["loss"]) for r in records] == [
         ("train", 1, 1.0), ("train", 2, 2.0)]
     log.close()
+
+
+def test_gradient_accumulation_equals_the_large_batch(tmp_path):
+    """2 accumulated micro-batches of 4 take the same steps as one batch of 8 (same data
+    order, same masks: seeds per group of 4 examples of the step)."""
+    import keras
+    from electra_tf.training import metrics_log, trainer
+
+    vocab, tokens = make_vocab(tmp_path)
+    data = write_data(str(tmp_path / "data"), tokens, full_length=True)
+    runs = {}
+    for name, batch, accum in (("large", 8, 1), ("accumulated", 4, 2)):
+        cfg = tiny_config("training.train_steps=3", "training.log_every=1",
+                          f"training.batch_size={batch}", f"training.grad_accum_steps={accum}",
+                          "model.hidden_dropout=0", "model.attention_dropout=0")
+        model_dir = str(tmp_path / name)
+        trainer.train(cfg, train_data=data, model_dir=model_dir, vocab=vocab, seed_group_size=4,
+                      peak_tflops=0.1, log_fn=lambda s: None)
+        keras.backend.clear_session()
+        runs[name] = (metrics_log.read_metrics(model_dir, "train"),
+                      checkpoint_values(os.path.join(model_dir, "ckpt-3")))
+    (a, wa), (b, wb) = runs["large"], runs["accumulated"]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5)
+        assert ra["examples_per_sec"] > 0 and rb["examples_per_sec"] > 0
+    assert len(a) == len(b) == 3
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        np.testing.assert_allclose(wb[name], wa[name], atol=1e-4, rtol=1e-4, err_msg=name)

@@ -234,13 +234,18 @@ def train(
 
     trainable = model.trainable_variables
 
-    def compute_gradients(batch, step_seed, replica_id):
-        """Loss and gradients of one replica's batch (XLA-compilable: no host ops)."""
+    def compute_gradients(batch, step_seed, first_group):
+        """Loss and gradients of one replica's batch (XLA-compilable: no host ops).
+
+        `first_group` is the global index of this batch's first seed group within the step
+        (counting over micro-batches and replicas), so masks do not depend on how the step's
+        examples are split into replicas or accumulated micro-batches.
+        """
         with tf.GradientTape() as tape:
             outputs = []
             for g in range(groups_per_replica):
                 part = {k: v[g * group:(g + 1) * group] for k, v in batch.items()}
-                seed = _seed_for_group(step_seed, replica_id * groups_per_replica + g)
+                seed = _seed_for_group(step_seed, first_group + g)
                 outputs.append(model.compute_losses(part, seed, training=True))
             metrics = {k: tf.add_n([o[k] for o in outputs]) / groups_per_replica
                        for k in TRAIN_METRICS}
@@ -258,9 +263,11 @@ def train(
 
     compute_gradients_fn = tf.function(compute_gradients, jit_compile=t.jit_compile)
 
-    def replica_step(batch, step_seed, apply_update):
+    def replica_step(batch, step_seed, micro, apply_update):
         replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-        grads, metrics = compute_gradients_fn(batch, step_seed, replica_id)
+        first_group = (micro * num_replicas + replica_id) * groups_per_replica
+        grads, metrics = compute_gradients_fn(
+            batch, step_seed, tf.cast(first_group, tf.int64))
         if accumulator is None:
             optimizer.apply(grads, trainable)
         else:
@@ -280,10 +287,10 @@ def train(
             step_seed = rng.make_seeds(1)[:, 0]
             values = []
             for micro in range(micro_batches):
-                seed = step_seed if micro_batches == 1 else _seed_for_group(step_seed, micro)
                 out = strategy.run(
-                    functools.partial(replica_step, apply_update=micro == micro_batches - 1),
-                    args=(next_per_replica(iterator), seed))
+                    functools.partial(replica_step, micro=micro,
+                                      apply_update=micro == micro_batches - 1),
+                    args=(next_per_replica(iterator), step_seed))
                 micro_values = [strategy.reduce(tf.distribute.ReduceOp.MEAN, out[k], axis=None)
                                 / micro_batches for k in TRAIN_METRICS]
                 micro_values.append(
