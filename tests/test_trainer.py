@@ -263,6 +263,9 @@ def test_refuses_shape_change_on_resume_and_missing_vocab(trained, tmp_path):
     with pytest.raises(model_dir_lib.ModelDirError, match="--vocab is required"):
         trainer.train(tiny_config(), train_data=trained["data"],
                       model_dir=str(tmp_path / "fresh"))
+    import electra_tf
+    with pytest.raises(model_dir_lib.ModelDirError, match="has no config.yaml"):
+        electra_tf.load_discriminator(str(tmp_path / "fresh"))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path):

@@ -159,7 +159,9 @@ def load_pretrainer(model_dir: str):
         raise ModelDirError(
             f"{model_dir!r} has no checkpoint yet; train first (electra_tf.train)")
     model = build_pretrainer(cfg, vocab_lib.load_vocab(vocab_path))
-    tf.train.Checkpoint(model=model).read(latest).expect_partial()
+    status = tf.train.Checkpoint(model=model).read(latest)
+    # Every model variable must come from the checkpoint (optimizer, RNG etc. are not needed).
+    status.assert_existing_objects_matched().expect_partial()
     return model
 
 
