@@ -12,7 +12,7 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib  # pylint: disable=import-outside-toplevel
+        import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'electra_tf' has no attribute {name!r}")

@@ -5,6 +5,8 @@
 
 Running the same command again resumes from the newest checkpoint in `--model_dir`.
 Flags override the config's values; the resolved config is saved to `model_dir/config.yaml`.
+Exit status: 0 done; 2 bad input (one `error:` line on stderr); 3 the loss became non-finite
+(the last good checkpoint is kept); 143 stopped by SIGTERM after saving a checkpoint.
 Everything here is flag parsing: the run itself is `electra_tf.training.trainer.train`.
 """
 
@@ -72,8 +74,8 @@ def resolve_config(config_path, overrides, flag_values: dict, model_dir: str):
       flag_values: flag name -> value for the flags in `_FLAG_TO_KEY` (None: not given).
       model_dir: the run directory.
     """
-    from electra_tf import config as config_lib  # pylint: disable=import-outside-toplevel
-    from electra_tf.training import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
+    from electra_tf import config as config_lib
+    from electra_tf.training import model_dir as model_dir_lib
 
     if config_path is None:
         config_path = os.path.join(model_dir, model_dir_lib.CONFIG_FILE)
@@ -94,15 +96,15 @@ def main(argv):
             sys.exit(2)
 
     # Before anything initialises TensorFlow's devices.
-    from electra_tf.training import strategy as strategy_lib  # pylint: disable=import-outside-toplevel
+    from electra_tf.training import strategy as strategy_lib
     strategy_lib.configure_cpu_devices(FLAGS.num_cpu_devices)
 
-    from absl import logging  # pylint: disable=import-outside-toplevel
-    from electra_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
-    from electra_tf.data.pretraining_reader import DataError  # pylint: disable=import-outside-toplevel
-    from electra_tf.text.vocab import VocabError  # pylint: disable=import-outside-toplevel
-    from electra_tf.training import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
-    from electra_tf.training import trainer  # pylint: disable=import-outside-toplevel
+    from absl import logging
+    from electra_tf.config import ConfigError
+    from electra_tf.data.pretraining_reader import DataError
+    from electra_tf.text.vocab import VocabError
+    from electra_tf.training import model_dir as model_dir_lib
+    from electra_tf.training import trainer
 
     logging.set_verbosity(logging.INFO)
     bad_input = (ConfigError, DataError, VocabError, model_dir_lib.ModelDirError,

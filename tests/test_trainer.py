@@ -107,7 +107,8 @@ def checkpoint_values(path):
 
     reader = tf.train.load_checkpoint(path)
     return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
-            if name not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
+            if name not in ("_CHECKPOINTABLE_OBJECT_GRAPH",
+                            "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
             and "iterator" not in name}
 
 

@@ -75,7 +75,7 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
       vocab: path of a vocab file, or None to use the one already in `model_dir`.
       write: False on non-chief workers: check only, write nothing.
     """
-    from electra_tf.text import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+    from electra_tf.text import vocab as vocab_lib
 
     os.makedirs(model_dir, exist_ok=True)
     saved_vocab = os.path.join(model_dir, VOCAB_FILE)
@@ -120,8 +120,8 @@ def build_pretrainer(cfg: config_lib.ElectraConfig, tokens: list[str]):
       cfg: the model's config.
       tokens: its vocabulary (for the special token ids).
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from electra_tf.modeling.pretrainer import ElectraPretrainer  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from electra_tf.modeling.pretrainer import ElectraPretrainer
 
     model = ElectraPretrainer(cfg, **special_token_ids(tokens))
     # Keras 3 creates variables when layers are built; a checkpoint can only be restored into
@@ -147,8 +147,8 @@ def load_pretrainer(model_dir: str):
       >>> pretrainer = electra_tf.load_pretrainer("runs/tiny")
       >>> logits = pretrainer.discriminator(batch)
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from electra_tf.text import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from electra_tf.text import vocab as vocab_lib
 
     cfg = load_model_dir_config(model_dir)
     vocab_path = os.path.join(model_dir, VOCAB_FILE)

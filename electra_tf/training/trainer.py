@@ -6,8 +6,10 @@ electra_tf.train` and `make demo` both call it. Its shape follows DESIGN.md:
 - `strategy.run` inside a `tf.function` that runs up to `steps_per_loop` steps (a `tf.range`
   loop over a distributed iterator), not `model.fit` (Keras 3's fit fails under
   MultiWorkerMirroredStrategy, keras-team/keras#20585);
-- per-replica input from `strategy.distribute_datasets_from_function` at the per-replica
-  batch size;
+- per-replica input: one `pretraining_dataset(..., input_context=...)` pipeline per worker
+  at the per-replica batch size whose consecutive batches go to the worker's replicas (the
+  layout of `strategy.distribute_datasets_from_function`), read through a plain tf.data
+  iterator because tf.distribute's distributed iterators cannot be checkpointed in TF 2.20;
 - the optimizer is built on the trainable variables inside the strategy scope before the
   first step (keras-team/keras#23085);
 - each replica's loss is divided by the number of replicas and the optimizer sums the
@@ -140,9 +142,9 @@ def train(
       TrainerError, ModelDirError, DataMismatchError, ConfigError: bad input (one line).
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is intact.
     """
-    from electra_tf.data import pretraining_reader  # pylint: disable=import-outside-toplevel
-    from electra_tf.text import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-    from electra_tf.training import optimization  # pylint: disable=import-outside-toplevel
+    from electra_tf.data import pretraining_reader
+    from electra_tf.text import vocab as vocab_lib
+    from electra_tf.training import optimization
 
     t = cfg.training
     if deterministic:
@@ -346,7 +348,8 @@ def train(
             if current % t.log_every == 0 or current == t.train_steps:
                 result["train"] = _log_train(
                     log, log_fn, current, t.train_steps, interval, interval_steps,
-                    interval_time, global_batch * micro_batches, optimizer, flops_per_example, peak_flops)
+                    interval_time, global_batch * micro_batches, optimizer,
+                    flops_per_example, peak_flops)
                 interval[:] = 0
                 interval_steps, interval_time = 0, 0.0
             eval_due = bool(t.eval_every) and current % t.eval_every == 0
