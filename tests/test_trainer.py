@@ -222,10 +222,18 @@ def test_resume_continues_without_duplicate_lines(trained, tmp_path):
     # A line past the checkpoint (as after a crash between logging and saving) and a torn one.
     with open(os.path.join(model_dir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps({"split": "train", "step": 11, "loss": 1.0}) + "\n{\"split\": \"tr")
+    # What a crash in the middle of saving ckpt-12 leaves: TF writes shards under a `_temp`
+    # prefix and the `checkpoint` index last, so the index still names ckpt-8.
+    os.makedirs(os.path.join(model_dir, "ckpt-12_temp"))
+    for junk in ("ckpt-12_temp/part-00000-of-00001.data-00000-of-00001",
+                 "ckpt-12.data-00000-of-00001"):
+        with open(os.path.join(model_dir, junk), "wb") as f:
+            f.write(b"torn")
     cfg = tiny_config("training.train_steps=12")
     result = trainer.train(cfg, train_data=trained["data"], model_dir=model_dir,
                            peak_tflops=0.1, log_fn=lambda s: None)  # no --vocab: reused
     assert result["step"] == 12 and result["checkpoint"].endswith("ckpt-12")
+    assert int(checkpoint_values(result["checkpoint"])["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 12
     steps = [r["step"] for r in metrics_log.read_metrics(model_dir, "train")]
     assert steps == [4, 8, 12]
 

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
+from absl import flags, logging
 
 from electra_tf import config as config_lib
 from electra_tf.training import checkpointing, metrics_log, model_dir as model_dir_lib
@@ -102,7 +102,7 @@ def train(
     peak_tflops: Optional[float] = None,
     deterministic: bool = False,
     seed_group_size: int = 0,
-    log_fn: Callable[[str], None] = logging.info,
+    log_fn: Optional[Callable[[str], None]] = None,
     debug_sigkill_after_checkpoint: Optional[int] = None,
     debug_sigterm_at_step: Optional[int] = None,
 ) -> dict:
@@ -128,7 +128,8 @@ def train(
       seed_group_size: examples that share one masking seed; 0 means the per-replica
         batch (one seed per replica and step). Any size dividing the per-replica batch makes
         the masks independent of how the global batch is split over replicas.
-      log_fn: where the human-readable log lines go.
+      log_fn: where the human-readable log lines go; None: absl logging under an absl app
+        (the binaries), else stdout.
       debug_sigkill_after_checkpoint: test hook: SIGKILL this process right after the
         checkpoint of this step is written (simulates a crash).
       debug_sigterm_at_step: test hook: send SIGTERM to this process at this step
@@ -146,6 +147,8 @@ def train(
     from electra_tf.text import vocab as vocab_lib
     from electra_tf.training import optimization
 
+    if log_fn is None:
+        log_fn = logging.info if flags.FLAGS.is_parsed() else functools.partial(print, flush=True)
     t = cfg.training
     if deterministic:
         tf.config.experimental.enable_op_determinism()
