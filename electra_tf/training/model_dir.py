@@ -55,9 +55,10 @@ def special_token_ids(tokens: list[str]) -> dict:
     Args:
       tokens: the vocabulary (token per id).
     """
-    index = {t: i for i, t in enumerate(tokens)}
-    return {"pad_id": index["[PAD]"], "cls_id": index["[CLS]"], "sep_id": index["[SEP]"],
-            "mask_id": index["[MASK]"]}
+    from electra_tf.text import vocab as vocab_lib
+
+    ids = vocab_lib.special_ids(tokens)  # found by token, so BERT-style vocabs work too
+    return {key: ids[key] for key in ("pad_id", "cls_id", "sep_id", "mask_id")}
 
 
 def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str | None,
