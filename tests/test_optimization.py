@@ -325,8 +325,9 @@ def test_flops_params_and_decay_groups_match_the_real_pretrainer():
 
 
 def test_matmul_peak_is_consistent_with_a_timed_matmul():
-    peak = opt_lib.measure_matmul_peak("float32", size=256, seconds=0.2)
-    assert 1e8 < peak < 1e13  # 0.1 GFLOP/s .. 10 TFLOP/s: a plausible CPU range
+    for dtype in ("float32", "bfloat16"):
+        peak = opt_lib.measure_matmul_peak(dtype, size=256, seconds=0.2)
+        assert 1e8 < peak < 1e13, dtype  # 0.1 GFLOP/s .. 10 TFLOP/s: a plausible CPU range
 
 
 _DISTRIBUTED_SCRIPT = textwrap.dedent("""
