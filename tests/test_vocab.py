@@ -133,3 +133,107 @@ def test_build_vocab_binary_end_to_end(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "matches no file" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _long_tailed_text():
+    """~14 KB: 400 made-up Latin words with Zipf counts, and 300 words each holding a rare
+    character (Yi syllables: no case, no accents, not CJK, so each stays inside its word)."""
+    import random
+
+    rng = random.Random(0)
+    words = sorted({"".join(rng.choice("abcdefghijklmnopqrstuvwxyz")
+                            for _ in range(rng.randint(3, 9))) for _ in range(400)})
+    rng.shuffle(words)
+    bag = [w for k, w in enumerate(words) for _ in range(max(1, 300 // (k + 1)))]
+    bag += ["q" + chr(0xA000 + i) + "x" for i in range(300)]
+    rng.shuffle(bag)
+    return [" ".join(bag[i:i + 12]) for i in range(0, len(bag), 12)], words
+
+
+def _library_vocab(text, thresh, max_unique_chars):
+    """tensorflow-text's learner for one threshold, with its own input preparation."""
+    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as lib
+
+    params = lib.Params(None, 1, 4, 200_000, 50, max_unique_chars, 0, 0.0, True, "##",
+                        list(SPECIAL_TOKENS))
+    counts = list(vocab.count_words(text).items())
+    words = lib.filter_input_words(lib.get_input_words(counts, params.reserved_tokens, 50),
+                                   lib.get_allowed_chars(counts, max_unique_chars), 200_000)
+    return lib.learn_with_thresh(words, thresh, params)
+
+
+def test_exact_size_where_the_library_search_overshoots():
+    # Regression: the library's binary search returned a vocabulary above vocab_size when it
+    # ran out of thresholds (here threshold 2 gives fewer than 400 tokens, threshold 1 more,
+    # and for 400 it ended on threshold 1 and learn_vocab raised a misleading "alphabet" error).
+    text, words = _long_tailed_text()
+    at1, at2 = _library_vocab(text, 1, 26), _library_vocab(text, 2, 26)
+    assert len(at2) < 400 < len(at1)
+    tokens = vocab.learn_vocab(text, vocab_size=400, max_unique_chars=26)
+    assert len(tokens) == 400 and len(set(tokens)) == 400
+    assert tokens[:5] == list(SPECIAL_TOKENS)
+    assert not any(t.startswith("[unused") for t in tokens)  # No padding: real pieces.
+    # The library's vocabulary at the smallest fitting threshold, then the most frequent
+    # extra pieces of the next lower threshold's vocabulary, in its order.
+    assert tokens[:len(at2)] == at2
+    assert tokens[len(at2):] == [t for t in at1 if t not in set(at2)][:400 - len(at2)]
+    # The 50 most frequent words are whole tokens; every Latin word tokenizes without [UNK].
+    tok = ElectraTokenizer(tokens)
+    ids = tok.tokenize(words).to_list()
+    assert all(len(ids[k]) == 1 and tokens[ids[k][0]] == words[k] for k in range(50))
+    assert not any(tok.unk_id in row for row in ids)
+
+
+def test_max_unique_chars_bounds_the_alphabet():
+    text, words = _long_tailed_text()
+    import collections
+
+    char_counts = collections.Counter()
+    for word, count in vocab.count_words(text).items():
+        for ch in word:
+            char_counts[ch] += count
+    top26 = {c for c, _ in sorted(char_counts.items(), key=lambda x: (-x[1], x[0]))[:26]}
+    assert len(char_counts) == 326 and top26 == set("abcdefghijklmnopqrstuvwxyz")
+
+    bounded = vocab.learn_vocab(text, vocab_size=700, max_unique_chars=26)
+    assert len(bounded) == 700 and bounded[:5] == list(SPECIAL_TOKENS)
+    singles = [t for t in bounded[5:] if len(t) == 1]
+    assert set(singles) == top26 and set(t for t in bounded if len(t) == 3 and
+                                         t.startswith("##")) == {"##" + c for c in top26}
+    assert not any(chr(0xA000 + i) in t for t in bounded for i in range(300))
+    # Rare characters become [UNK] at run time; frequent words keep their pieces.
+    tok = ElectraTokenizer(bounded)
+    assert tok.tokenize(["q\ua000x " + words[0]]).to_list() == [[tok.unk_id,
+                                                                 bounded.index(words[0])]]
+
+    # Unbounded (the default 1000), all 326 characters and their ## forms need 657 tokens:
+    # a smaller size is refused naming the alphabet, a larger one holds the rare characters.
+    with pytest.raises(VocabError, match=r"326 characters, 657 tokens.*max_unique_chars"):
+        vocab.learn_vocab(text, vocab_size=600)
+    full = vocab.learn_vocab(text, vocab_size=1000)
+    assert len(full) == 1000 and "\ua000" in full and "##\ua000" in full
+    assert not any(t.startswith("[unused") for t in full)
+
+
+def test_threshold_search_finds_smallest_fitting_threshold_in_few_calls():
+    # The search alone, on a made-up size curve shaped like real ones (s(t) ~ t^-0.7, flat
+    # steps, 151 alphabet tokens): smallest threshold with s(t) <= vocab_size, few calls.
+    counts = sorted((int(200_000 / (k + 1)) + 1 for k in range(40_000)), reverse=True)
+
+    def size(t):
+        return 151 + int(1.25 * sum(1 for c in counts[:5000] if c >= t) + 30_000 / t ** 0.7)
+
+    for target in (500, 2000, 8000, 30522):
+        calls = []
+
+        def learn(t):
+            calls.append(t)
+            return ["x"] * size(t)
+
+        got, fill = vocab._search_threshold(learn, counts, target, 151)
+        hi = min(t for t in calls if size(t) <= target)
+        assert len(got) == size(hi) <= target
+        if size(hi) < target and hi > 1:  # Else exact already, or the corpus ran out.
+            assert size(hi - 1) > target  # The smallest fitting threshold...
+            assert len(fill) == size(hi - 1)  # ...and the next lower one to top up from.
+        assert len(calls) <= 8, (target, calls)
