@@ -11,7 +11,8 @@ install: $(STAMP)
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	# setuptools<81: tensorflow-hub (pulled in by tf-models-official) imports pkg_resources.
+	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"
 	touch $(STAMP)
 
@@ -23,6 +24,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/corpus_builder.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info
