@@ -111,6 +111,9 @@ class TrainingConfig:
     eval_every: int = 0
     eval_steps: int = 100
     max_checkpoints: int = 3
+    # Examples that share one masking seed; 0 = the per-replica batch. A size dividing the
+    # per-replica batch makes masks independent of how the global batch is split.
+    seed_group_size: int = 0
     # none, mixed_bfloat16 or mixed_float16.
     mixed_precision: str = "none"
     jit_compile: bool = False
@@ -280,6 +283,9 @@ def validate(cfg: ElectraConfig, source: str = "config") -> ElectraConfig:
                 "log_every", "checkpoint_every", "eval_steps", "max_checkpoints"):
         if getattr(t, key) < 1:
             fail(f"training.{key}", getattr(t, key), "an integer >= 1")
+    if t.seed_group_size < 0:
+        fail("training.seed_group_size", t.seed_group_size,
+             "0 (one seed per replica batch) or a size dividing the per-replica batch")
     if t.eval_every < 0:
         fail("training.eval_every", t.eval_every, "0 (no evaluation) or a positive step count")
     return cfg

@@ -176,7 +176,7 @@ def train(
             f"training.batch_size={global_batch} is not divisible by the {num_replicas} "
             f"replicas of --strategy={strategy_name}; use a multiple of {num_replicas}")
     per_replica_batch = global_batch // num_replicas
-    group = seed_group_size or per_replica_batch
+    group = seed_group_size or cfg.training.seed_group_size or per_replica_batch
     if per_replica_batch % group:
         raise TrainerError(
             f"seed_group_size={group} does not divide the per-replica batch "
