@@ -173,10 +173,13 @@ def test_exact_size_where_the_library_search_overshoots():
     assert len(tokens) == 400 and len(set(tokens)) == 400
     assert tokens[:5] == list(SPECIAL_TOKENS)
     assert not any(t.startswith("[unused") for t in tokens)  # No padding: real pieces.
-    # The library's vocabulary at the smallest fitting threshold, then the most frequent
-    # extra pieces of the next lower threshold's vocabulary, in its order.
+    # The library's vocabulary at the smallest fitting threshold, then extra pieces of the
+    # next lower threshold's vocabulary (all of count 1 here), shortest first.
     assert tokens[:len(at2)] == at2
-    assert tokens[len(at2):] == [t for t in at1 if t not in set(at2)][:400 - len(at2)]
+    extra = tokens[len(at2):]
+    assert set(extra) <= set(at1) - set(at2)
+    longest = max(len(t.replace("##", "")) for t in extra)
+    assert all(len(t.replace("##", "")) >= longest for t in set(at1) - set(at2) - set(extra))
     # The 50 most frequent words are whole tokens; every Latin word tokenizes without [UNK].
     tok = ElectraTokenizer(tokens)
     ids = tok.tokenize(words).to_list()
