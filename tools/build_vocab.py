@@ -29,6 +29,8 @@ flags.DEFINE_integer("max_lines", None, "Learn from at most this many lines (a s
                      "for large corpora; default: all).")
 flags.DEFINE_integer("max_input_words", 200000, "Give the learner only this many most frequent "
                      "distinct words (bounds learning time).")
+flags.DEFINE_integer("max_unique_chars", 1000, "Alphabet size: the most frequent characters "
+                     "become single-character tokens; words with rarer ones map to [UNK].")
 flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default "
                     "$ELECTRA_TF_CACHE or ~/.cache/electra_tf).")
 
@@ -49,7 +51,7 @@ def main(argv):
             FLAGS.output, FLAGS.vocab_size, inputs=FLAGS.input, lower_case=FLAGS.lower_case,
             blank_lines_separate_docs=FLAGS.blank_lines_separate_docs,
             max_lines=FLAGS.max_lines, max_input_words=FLAGS.max_input_words,
-            cache_dir=FLAGS.cache_dir)
+            max_unique_chars=FLAGS.max_unique_chars, cache_dir=FLAGS.cache_dir)
     except (vocab.VocabError, corpus.CorpusError) as e:
         print(f"build_vocab: {e}", file=sys.stderr)
         return 2
