@@ -4,6 +4,8 @@ Names are resolved lazily so that importing `electra_tf.data.packing` does not l
 TensorFlow.
 """
 
+from electra_tf._lazy import lazy_exports
+
 _EXPORTS = {
     "build_pretraining_data": "electra_tf.data.pretraining_builder",
     "BuildInterrupted": "electra_tf.data.pretraining_builder",
@@ -16,11 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'electra_tf.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

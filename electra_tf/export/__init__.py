@@ -5,28 +5,22 @@ runs the binary in cli.py. Names are re-exported lazily so that importing this p
 not load TensorFlow until something is used.
 """
 
-import importlib
+from electra_tf._lazy import lazy_exports
 
 _EXPORTS = {
-    "ExportError": "source",
-    "ExportSource": "source",
-    "load_export_source": "source",
-    "export_saved_model": "saved_model",
-    "export_all": "pipeline",
-    "load_calibration_data": "calibration",
-    "load_interpreter": "tflite",
-    "roc_auc": "verify",
-    "read_warmup_requests": "warmup",
-    "demo_replaced_tokens": "demo",
-    "run": "cli",
-    "main": "cli",
+    "ExportError": ".source",
+    "ExportSource": ".source",
+    "load_export_source": ".source",
+    "export_saved_model": ".saved_model",
+    "export_all": ".pipeline",
+    "load_calibration_data": ".calibration",
+    "load_interpreter": ".tflite",
+    "roc_auc": ".verify",
+    "read_warmup_requests": ".warmup",
+    "demo_replaced_tokens": ".demo",
+    "run": ".cli",
+    "main": ".cli",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,28 +4,22 @@ Names are re-exported lazily so that `electra_tf.text.corpus` (pure Python) can 
 without loading TensorFlow.
 """
 
-import importlib
+from electra_tf._lazy import lazy_exports
 
 _EXPORTS = {
-    "SPECIAL_TOKENS": "vocab",
-    "VocabError": "vocab",
-    "learn_vocab": "vocab",
-    "load_vocab": "vocab",
-    "write_vocab": "vocab",
-    "vocab_hash": "vocab",
-    "ElectraTokenizer": "tokenizer",
-    "CorpusError": "corpus",
-    "expand_inputs": "corpus",
-    "iter_documents": "corpus",
-    "embedded_corpus_files": "corpus",
-    "embedded_corpus_stats": "corpus",
+    "SPECIAL_TOKENS": ".vocab",
+    "VocabError": ".vocab",
+    "learn_vocab": ".vocab",
+    "load_vocab": ".vocab",
+    "write_vocab": ".vocab",
+    "vocab_hash": ".vocab",
+    "ElectraTokenizer": ".tokenizer",
+    "CorpusError": ".corpus",
+    "expand_inputs": ".corpus",
+    "iter_documents": ".corpus",
+    "embedded_corpus_files": ".corpus",
+    "embedded_corpus_stats": ".corpus",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
