@@ -17,7 +17,8 @@ setup(
         "keras>=3.10,<4",
         "keras-hub==0.32.*",
         "tf-models-official==2.20.0",
-        "absl-py>=2.0",
+        # tensorflow-model-optimization (via tf-models-official) holds absl-py at ~=1.2.
+        "absl-py>=1.4",
         "ai-edge-litert",
         "pyyaml>=6.0",
         "tqdm>=4.60",
