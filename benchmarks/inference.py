@@ -9,6 +9,18 @@ project's own exporter, then measures, with the same thread count for every runt
 and prints ONE JSON line. Targets (export issue): dynamic-range int8 TFLite >= 2x faster than
 the SavedModel at batch 1, <= 30% of its size, discriminator AUC within 0.01 of Keras.
 
+How it times (the machine is shared, so load from other processes comes and goes):
+  - the runtimes are timed INTERLEAVED, round-robin (the starting runtime rotates each
+    round), so a burst of outside load hits every runtime alike instead of whichever one
+    happened to be running; figures are medians/percentiles over rounds;
+  - every input is built once outside the timed calls (tf.constant for TF, int32 arrays for
+    TFLite) and each TFLite signature runner is fetched once; batch 1 is timed in one phase
+    and batch 32 in the next, so a TFLite input is resized (resize + allocate_tensors) only
+    in the warm-up of each phase, never inside the timed calls;
+  - the load average before and after is reported, and per TFLite variant the number of
+    XNNPACK delegate partitions (`xnnpack_partitions`): a high-load run or a variant whose
+    graph falls apart into many partitions reads differently.
+
     .venv/bin/python benchmarks/inference.py [--threads=N] [--runs=50]
 """
 
@@ -31,22 +43,31 @@ def _dir_bytes(path):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
-def _timeit(fn, runs, warmup=3):
+def _timeit_interleaved(fns, runs, warmup=3):
+    """Seconds per call of each of `fns` ({name: fn}), timed round-robin.
+
+    Each round calls every function once, starting one further along each round, so load
+    from other processes (the CPUs are shared) is spread over all runtimes alike.
+    """
+    names = list(fns)
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--runs", type=int, default=50, help="batch-1 timed runs")
-    parser.add_argument("--batch_runs", type=int, default=5, help="batch-32 timed runs")
+    parser.add_argument("--runs", type=int, default=50,
+                        help="batch-1 timed rounds (one call of every runtime each)")
+    parser.add_argument("--batch_runs", type=int, default=5, help="batch-32 timed rounds")
     parser.add_argument("--num_examples", type=int, default=32)
     args = parser.parse_args()
 
@@ -100,31 +121,44 @@ def main():
                     "padding_mask": np.ones_like(ids)}
 
         one, many = batch(1), batch(32)
+        load_before = os.getloadavg()
         keras_fn = serving.make_ids_function(model, "replaced_token")
         loaded = tf.saved_model.load(report["paths"]["saved_model"])
         signature = loaded.signatures["serve_ids"]
+        # Inputs built once per batch size, outside the timed calls, for every runtime.
+        tf_inputs = {n: {k: tf.constant(v) for k, v in b.items()} for n, b in
+                     ((1, one), (32, many))}
+        np_inputs = {1: one, 32: many}
         runners = {
-            "keras": (lambda b: keras_fn(**{k: tf.constant(v) for k, v in b.items()}),
-                      _dir_bytes(weights)),
-            "saved_model": (lambda b: signature(**{k: tf.constant(v) for k, v in b.items()}),
+            "keras": (lambda n: keras_fn(**tf_inputs[n]), _dir_bytes(weights)),
+            "saved_model": (lambda n: signature(**tf_inputs[n]),
                             _dir_bytes(report["paths"]["saved_model"])),
         }
         variants = report["tflite"]["variants"]
+        partitions = {}
         for key, m in variants.items():
             path = os.path.join(report["paths"]["tflite"], m["file"])
             interpreter = tflite.load_interpreter(path, num_threads=args.threads)
-            runners[f"tflite_{key}"] = (
-                lambda b, it=interpreter: tflite.run(it, b, style="ids"), _dir_bytes(path))
+            runner = interpreter.get_signature_runner(tflite.SIGNATURE["ids"])
+            runners[f"tflite_{key}"] = (lambda n, r=runner: r(**np_inputs[n]), _dir_bytes(path))
+            runner(**one)  # applies the delegate; then count its partitions
+            partitions[key] = sum(op["op_name"] == "DELEGATE"
+                                  for op in interpreter._get_ops_details())  # pylint: disable=protected-access
 
+        latency = _timeit_interleaved(
+            {name: (lambda fn=fn: fn(1)) for name, (fn, _) in runners.items()}, args.runs)
+        throughput = _timeit_interleaved(
+            {name: (lambda fn=fn: fn(32)) for name, (fn, _) in runners.items()},
+            args.batch_runs, warmup=1)
         results = {}
-        for name, (fn, size) in runners.items():
-            lat = np.asarray(_timeit(lambda fn=fn: fn(one), args.runs)) * 1000
-            thr = _timeit(lambda fn=fn: fn(many), args.batch_runs, warmup=1)
+        for name, (_, size) in runners.items():
+            lat = np.asarray(latency[name]) * 1000
             results[name] = {"bytes": int(size), "p50_ms_batch1": round(float(np.percentile(lat, 50)), 2),
                              "p90_ms_batch1": round(float(np.percentile(lat, 90)), 2),
-                             "examples_per_s_batch32": round(32 / float(np.median(thr)), 1)}
+                             "examples_per_s_batch32": round(32 / float(np.median(throughput[name])), 1)}
             if name.startswith("tflite_"):
                 m = variants[name[len("tflite_"):]]
+                results[name]["xnnpack_partitions"] = partitions[name[len("tflite_"):]]
                 results[name].update({k: (None if isinstance(m[k], float) and np.isnan(m[k])
                                           else round(m[k], 5)) for k in (
                     "max_abs_logit_diff", "agreement_auc", "disc_auc", "keras_disc_auc",
@@ -142,6 +176,8 @@ def main():
             "benchmark": "inference", "model": "electra_small discriminator (random weights)",
             "seq_length": seq, "threads": args.threads, "cpu_count": os.cpu_count(),
             "data_source": calibration.source, "export_seconds": round(export_seconds, 1),
+            "timing": "interleaved round-robin",
+            "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "results": results, "targets": targets}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
