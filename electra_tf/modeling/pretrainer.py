@@ -119,7 +119,7 @@ class ElectraPretrainer(keras.Model):
             name="generator_predictions")
         self.masked_lm_head.build((None, None, mlm_width))
         # Keras' dropout draws one Philox uniform per element in the compute dtype; the
-        # 16-bit mask of `FastDropout` is ~2x cheaper (benchmarks/README.md).
+        # 16-bit mask of `FastDropout` is ~2x cheaper (see modeling/dropout.py).
         use_fast_dropout(self)
 
     def call(self, inputs, training=False):
