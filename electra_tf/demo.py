@@ -117,8 +117,8 @@ def export_and_query(out, model_dir, splits):
     tflite_path = os.path.join(report["paths"]["tflite"], "electra_text_dynamic_int8.tflite")
     print(f"SavedModel: {saved_model_dir}\nTFLite (dynamic-range int8): {tflite_path}")
     print("\nreplaced-token probability per word piece ('items' swapped for 'apples'). A few "
-          "minutes of tiny pretraining give a weak discriminator (see the held-out disc_auc "
-          "above); a longer run with a larger config is what makes the swap stand out:")
+          "CPU-minutes of tiny pretraining give a weak discriminator (see the held-out disc_auc "
+          "above): it needs far more pretraining before a swapped word reliably stands out.")
     demo_replaced_tokens(saved_model_dir, tflite_path, SENTENCE, SWAPPED)
 
 
