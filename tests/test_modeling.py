@@ -10,6 +10,8 @@ import tensorflow as tf
 from electra_tf.config import from_dict
 from electra_tf.modeling import ElectraPretrainer, gelu_exact
 
+from conftest import tiny_batch as _batch
+
 V, E, H = 40, 16, 32
 B, S, N = 2, 12, 3
 
@@ -22,15 +24,6 @@ def _config(sharing="tied", **objective):
         "objective": {"max_predictions_per_seq": N, **objective},
         "data": {"max_seq_length": S},
     })
-
-
-def _batch():
-    token_ids = np.array([[2, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 3],
-                          [2, 21, 22, 23, 3, 24, 25, 3, 0, 0, 0, 0]], dtype="int32")
-    padding_mask = (token_ids != 0).astype("int32")
-    segment_ids = np.zeros_like(token_ids)
-    segment_ids[1, 5:8] = 1
-    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
 
 
 def _fixed_masking():

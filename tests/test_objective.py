@@ -11,6 +11,8 @@ import tensorflow as tf
 from electra_tf.config import from_dict
 from electra_tf.modeling import ElectraPretrainer, gumbel_max_sample
 
+from conftest import tiny_batch as _batch
+
 V, S, N = 40, 12, 3
 
 
@@ -25,15 +27,6 @@ def _config(**sections):
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     return from_dict(data)
-
-
-def _batch():
-    token_ids = np.array([[2, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 3],
-                          [2, 21, 22, 23, 3, 24, 25, 3, 0, 0, 0, 0]], dtype="int32")
-    padding_mask = (token_ids != 0).astype("int32")
-    segment_ids = np.zeros_like(token_ids)
-    segment_ids[1, 5:8] = 1
-    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
 
 
 def _fixed_masking(batch):
