@@ -26,6 +26,7 @@ import glob as glob_lib
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -104,6 +105,18 @@ def _open_binary(path: str):
     return raw
 
 
+def _decoded_lines(f, stats):
+    """Stripped text lines of a binary file; invalid UTF-8 is replaced and counted."""
+    for raw in f:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Replace rather than fail: one bad byte should not stop a corpus build.
+            line = raw.decode("utf-8", errors="replace")
+            stats["invalid_utf8_lines"] += 1
+        yield line.strip()
+
+
 def iter_documents(path: str, blank_lines_separate_docs: bool = True,
                    stats: Optional[collections.Counter] = None) -> Iterator[list[str]]:
     """Yields the documents of one text file, each a list of non-empty stripped lines.
@@ -129,18 +142,12 @@ def iter_documents(path: str, blank_lines_separate_docs: bool = True,
     yielded = 0
     try:
         with _open_binary(path) as f:
-            for raw in f:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    # Replace rather than fail: one bad byte should not stop a corpus build.
-                    line = raw.decode("utf-8", errors="replace")
-                    stats["invalid_utf8_lines"] += 1
-                line = line.strip()
+            # None marks the end of the file, which ends the last document too.
+            for line in itertools.chain(_decoded_lines(f, stats), [None]):
                 if line:
                     document.append(line)
                     continue
-                if not blank_lines_separate_docs:
+                if line == "" and not blank_lines_separate_docs:
                     continue
                 if document:
                     stats["documents"] += 1
@@ -148,7 +155,7 @@ def iter_documents(path: str, blank_lines_separate_docs: bool = True,
                     yielded += 1
                     yield document
                     document = []
-                else:
+                elif line == "":
                     empty_separators += 1
     except (OSError, EOFError) as e:
         raise CorpusError(f"cannot read input file {path}: {e}; check that it exists, is "
@@ -157,11 +164,6 @@ def iter_documents(path: str, blank_lines_separate_docs: bool = True,
         if type(e).__module__.startswith("tensorflow"):
             raise CorpusError(f"cannot read input file {path}: {e}; check the URL") from None
         raise
-    if document:
-        stats["documents"] += 1
-        stats["lines"] += len(document)
-        yielded += 1
-        yield document
     if yielded == 0:
         stats["empty_files"] += 1
     else:
