@@ -1,7 +1,7 @@
 """Corpus builder throughput: tokens/s per worker process, ours vs HuggingFace tokenizers.
 
 Both runs go end to end through `build_pretraining_data` (read text, tokenize, pack as
-SPEC 6, serialize, write TFRecords) with one worker and one thread each, over the same text
+the reference's rules, serialize, write TFRecords) with one worker and one thread each, over the same text
 and the same vocabulary; only the tokenizer differs: ours (`ElectraTokenizer`,
 tensorflow-text `FastBertTokenizer`) or `tokenizers.BertWordPieceTokenizer.encode_batch`.
 Text: the first --megabytes of ../shared/data/en_corpus when present, else the embedded

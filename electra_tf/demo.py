@@ -37,7 +37,7 @@ def _stage(title):
 
 
 def build_corpus_and_vocab(out):
-    from electra_tf.text import corpus, vocab
+    from electra_tf.text import corpus, vocab_learning
 
     cache = os.path.join(out, "corpus")
     files = corpus.embedded_corpus_files(cache)
@@ -51,7 +51,7 @@ def build_corpus_and_vocab(out):
     else:
         start = time.time()
         # The last file is held out for evaluation; the vocabulary sees only training text.
-        summary = vocab.build_vocab_file(vocab_path, FLAGS.vocab_size, inputs=files[:-1],
+        summary = vocab_learning.build_vocab_file(vocab_path, FLAGS.vocab_size, inputs=files[:-1],
                                          cache_dir=cache)
         print(f"learned {summary['learned']} WordPieces in {time.time() - start:.0f} s "
               f"-> {vocab_path}")

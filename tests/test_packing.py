@@ -1,4 +1,4 @@
-"""Example packing (SPEC 6, reference `build_pretraining_dataset.py`) and record encoding."""
+"""Example packing (docs/architecture.md, "Pretraining data", reference `build_pretraining_dataset.py`) and record encoding."""
 
 import math
 import random
@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 
 from electra_tf.data import packing
-from electra_tf.data.packing import ExampleBuilder, examples_to_arrays, serialize_examples
+from electra_tf.data.example_encoding import serialize_examples
+from electra_tf.data.packing import ExampleBuilder, examples_to_arrays
 
 CLS, SEP = 2, 3
 
 
 class LiteralReference:
-    """SPEC 6 read literally, as a line-at-a-time state machine (like the reference's
+    """The packing rules (docs/architecture.md, "Pretraining data") read literally, as a line-at-a-time state machine (like the reference's
     `add_line`): an empty line closes the document. Independent of ExampleBuilder's
-    document-at-a-time structure, drawing random numbers in the order SPEC 6 lists them."""
+    document-at-a-time structure, drawing random numbers in the order the rules list them."""
 
     def __init__(self, max_len, rng):
         self.max_len, self.rng = max_len, rng
@@ -83,7 +84,7 @@ def test_builder_matches_literal_spec_example_for_example(max_len):
 
 
 class ScriptedRandom:
-    """random.Random stand-in returning scripted values, to hit each SPEC 6 branch."""
+    """random.Random stand-in returning scripted values, to hit each packing branch."""
 
     def __init__(self, values, randint_value=None):
         self.values, self.randint_value = list(values), randint_value

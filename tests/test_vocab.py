@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from electra_tf.text import vocab
+from electra_tf.text import vocab, vocab_learning
 from electra_tf.text.tokenizer import ElectraTokenizer
 from electra_tf.text.vocab import SPECIAL_TOKENS, VocabError
 
@@ -25,7 +25,7 @@ TEXT = SENTENCES * 30
 
 @pytest.fixture(scope="module")
 def learned():
-    return vocab.learn_vocab(TEXT, vocab_size=120)
+    return vocab_learning.learn_vocab(TEXT, vocab_size=120)
 
 
 def test_learned_vocab_layout(learned):
@@ -59,7 +59,7 @@ def test_learned_vocab_round_trip_through_tokenizer(learned):
 
 
 def test_cased_vocab_keeps_case():
-    cased = vocab.learn_vocab(TEXT, vocab_size=140, lower_case=False)
+    cased = vocab_learning.learn_vocab(TEXT, vocab_size=140, lower_case=False)
     assert "The" in cased and "the" in cased and "Café" in cased
     tok = ElectraTokenizer(cased, lower_case=False)
     assert tok.convert_ids_to_tokens(tok.tokenize(["The Café"])[0]) == ["The", "Café"]
@@ -94,11 +94,11 @@ def test_load_vocab_rejects_missing_special_token(tmp_path):
 
 def test_learn_vocab_rejects_bad_sizes():
     with pytest.raises(VocabError, match="vocab_size=5"):
-        vocab.learn_vocab(TEXT, vocab_size=5)
+        vocab_learning.learn_vocab(TEXT, vocab_size=5)
     with pytest.raises(VocabError, match="alphabet"):
-        vocab.learn_vocab(TEXT, vocab_size=30)
+        vocab_learning.learn_vocab(TEXT, vocab_size=30)
     with pytest.raises(VocabError, match="no text"):
-        vocab.learn_vocab(["", "  "], vocab_size=100)
+        vocab_learning.learn_vocab(["", "  "], vocab_size=100)
 
 
 def _build_vocab(*args):
@@ -117,16 +117,16 @@ def test_build_vocab_binary_end_to_end(tmp_path):
     assert run.returncode == 0, run.stderr
     tokens = vocab.load_vocab(str(out))
     assert tokens[:5] == list(SPECIAL_TOKENS) and len(tokens) == 110
-    assert tokens == vocab.learn_vocab(SENTENCES[:2] * 20 + SENTENCES[2:] * 20, 110)
+    assert tokens == vocab_learning.learn_vocab(SENTENCES[:2] * 20 + SENTENCES[2:] * 20, 110)
     assert f"wrote {out}" in run.stdout and "from 2 file(s)" in run.stdout
     assert "(80 lines of 2 documents)" in run.stdout
 
     # The library call behind the binary: max_lines bounds what is read (the first file only).
     small = str(tmp_path / "small.txt")
-    summary = vocab.build_vocab_file(small, 110, inputs=f"{corpus_dir}/*.txt", max_lines=40,
+    summary = vocab_learning.build_vocab_file(small, 110, inputs=f"{corpus_dir}/*.txt", max_lines=40,
                                      lower_case=False)
     assert (summary["lines_used"], summary["documents"], summary["tokens"]) == (40, 1, 110)
-    assert vocab.load_vocab(small) == vocab.learn_vocab(SENTENCES[:2] * 20, 110,
+    assert vocab.load_vocab(small) == vocab_learning.learn_vocab(SENTENCES[:2] * 20, 110,
                                                         lower_case=False)
 
     bad = _build_vocab(f"--input={tmp_path}/nothing/*.txt", f"--output={out}")
@@ -156,7 +156,7 @@ def _library_vocab(text, thresh, max_unique_chars):
 
     params = lib.Params(None, 1, 4, 200_000, 50, max_unique_chars, 0, 0.0, True, "##",
                         list(SPECIAL_TOKENS))
-    counts = list(vocab.count_words(text).items())
+    counts = list(vocab_learning.count_words(text).items())
     words = lib.filter_input_words(lib.get_input_words(counts, params.reserved_tokens, 50),
                                    lib.get_allowed_chars(counts, max_unique_chars), 200_000)
     return lib.learn_with_thresh(words, thresh, params)
@@ -169,7 +169,7 @@ def test_exact_size_where_the_library_search_overshoots():
     text, words = _long_tailed_text()
     at1, at2 = _library_vocab(text, 1, 26), _library_vocab(text, 2, 26)
     assert len(at2) < 400 < len(at1)
-    tokens = vocab.learn_vocab(text, vocab_size=400, max_unique_chars=26)
+    tokens = vocab_learning.learn_vocab(text, vocab_size=400, max_unique_chars=26)
     assert len(tokens) == 400 and len(set(tokens)) == 400
     assert tokens[:5] == list(SPECIAL_TOKENS)
     assert not any(t.startswith("[unused") for t in tokens)  # No padding: real pieces.
@@ -192,13 +192,13 @@ def test_max_unique_chars_bounds_the_alphabet():
     import collections
 
     char_counts = collections.Counter()
-    for word, count in vocab.count_words(text).items():
+    for word, count in vocab_learning.count_words(text).items():
         for ch in word:
             char_counts[ch] += count
     top26 = {c for c, _ in sorted(char_counts.items(), key=lambda x: (-x[1], x[0]))[:26]}
     assert len(char_counts) == 326 and top26 == set("abcdefghijklmnopqrstuvwxyz")
 
-    bounded = vocab.learn_vocab(text, vocab_size=700, max_unique_chars=26)
+    bounded = vocab_learning.learn_vocab(text, vocab_size=700, max_unique_chars=26)
     assert len(bounded) == 700 and bounded[:5] == list(SPECIAL_TOKENS)
     singles = [t for t in bounded[5:] if len(t) == 1]
     assert set(singles) == top26 and set(t for t in bounded if len(t) == 3 and
@@ -212,8 +212,8 @@ def test_max_unique_chars_bounds_the_alphabet():
     # Unbounded (the default 1000), all 326 characters and their ## forms need 657 tokens:
     # a smaller size is refused naming the alphabet, a larger one holds the rare characters.
     with pytest.raises(VocabError, match=r"326 characters, 657 tokens.*max_unique_chars"):
-        vocab.learn_vocab(text, vocab_size=600)
-    full = vocab.learn_vocab(text, vocab_size=1000)
+        vocab_learning.learn_vocab(text, vocab_size=600)
+    full = vocab_learning.learn_vocab(text, vocab_size=1000)
     assert len(full) == 1000 and "\ua000" in full and "##\ua000" in full
     assert not any(t.startswith("[unused") for t in full)
 
@@ -233,7 +233,7 @@ def test_threshold_search_finds_smallest_fitting_threshold_in_few_calls():
             calls.append(t)
             return ["x"] * size(t)
 
-        got, fill = vocab._search_threshold(learn, counts, target, 151)
+        got, fill = vocab_learning._search_threshold(learn, counts, target, 151)
         hi = min(t for t in calls if size(t) <= target)
         assert len(got) == size(hi) <= target
         if size(hi) < target and hi > 1:  # Else exact already, or the corpus ran out.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Turns text files into sharded ELECTRA pretraining TFRecords plus a dataset.json sidecar.
 
-Packing follows the reference `build_pretraining_dataset.py` (SPEC 6). Running the same
+Packing follows the reference `build_pretraining_dataset.py` (docs/architecture.md, "Pretraining data"). Running the same
 command again after an interruption resumes it; an output directory holding another build is
 refused. Bad input prints one line and exits with status 2.
 
@@ -39,10 +39,21 @@ flags.DEFINE_bool("blank_lines_separate_docs", True, "A blank line ends a docume
                   "--noblank_lines_separate_docs each file is one document.")
 flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies); "
                   "--nolower_case for cased ones.")
-flags.DEFINE_string("cache_dir", os.path.join(
-    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "electra_tf"),
-    "Where the embedded corpus is written when --input is not given.")
+flags.DEFINE_string("cache_dir", None, "Where the embedded corpus is written when --input is "
+                    "not given (default: $ELECTRA_TF_CACHE, else $XDG_CACHE_HOME/electra_tf, "
+                    "else ~/.cache/electra_tf).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def resolve_cache_dir(flag_value):
+    """The embedded corpus cache: --cache_dir, else `electra_tf.files.default_cache_dir()`.
+
+    Args:
+      flag_value: the --cache_dir flag (None when not given).
+    """
+    from electra_tf.files import default_cache_dir
+
+    return flag_value or default_cache_dir()
 
 
 def _fail(message: str) -> None:
@@ -65,7 +76,8 @@ def main(argv):
     # Bad globs and vocabularies without special tokens fail here, before TensorFlow loads
     # (seconds); the library checks everything again.
     try:
-        inputs = FLAGS.input if FLAGS.input else embedded_corpus_files(FLAGS.cache_dir)
+        inputs = (FLAGS.input if FLAGS.input
+                  else embedded_corpus_files(resolve_cache_dir(FLAGS.cache_dir)))
         expand_inputs(inputs)
         if os.path.isfile(FLAGS.vocab):
             with open(FLAGS.vocab, encoding="utf-8", errors="replace") as f:
@@ -75,7 +87,8 @@ def main(argv):
     except (CorpusError, VocabError) as e:
         _fail(str(e))
 
-    from electra_tf.data.pretraining_builder import BAD_INPUT_COUNTS, build_pretraining_data
+    from electra_tf.data.build_plan import BAD_INPUT_COUNTS
+    from electra_tf.data.pretraining_builder import build_pretraining_data
     from electra_tf.data.pretraining_reader import DataError
 
     try:

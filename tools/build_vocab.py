@@ -31,8 +31,9 @@ flags.DEFINE_integer("max_input_words", 200000, "Give the learner only this many
                      "distinct words (bounds learning time).")
 flags.DEFINE_integer("max_unique_chars", 1000, "Alphabet size: the most frequent characters "
                      "become single-character tokens; words with rarer ones map to [UNK].")
-flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default "
-                    "$ELECTRA_TF_CACHE or ~/.cache/electra_tf).")
+flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default: "
+                    "$ELECTRA_TF_CACHE, else $XDG_CACHE_HOME/electra_tf, else "
+                    "~/.cache/electra_tf).")
 
 
 def main(argv):
@@ -44,15 +45,17 @@ def main(argv):
         print("build_vocab: --output is required: the path of the vocab.txt to write",
               file=sys.stderr)
         return 2
-    from electra_tf.text import corpus, vocab
+    from electra_tf.files import default_cache_dir
+    from electra_tf.text import corpus, vocab_learning
 
     try:
-        summary = vocab.build_vocab_file(
+        summary = vocab_learning.build_vocab_file(
             FLAGS.output, FLAGS.vocab_size, inputs=FLAGS.input, lower_case=FLAGS.lower_case,
             blank_lines_separate_docs=FLAGS.blank_lines_separate_docs,
             max_lines=FLAGS.max_lines, max_input_words=FLAGS.max_input_words,
-            max_unique_chars=FLAGS.max_unique_chars, cache_dir=FLAGS.cache_dir)
-    except (vocab.VocabError, corpus.CorpusError) as e:
+            max_unique_chars=FLAGS.max_unique_chars,
+            cache_dir=FLAGS.cache_dir or default_cache_dir())
+    except (vocab_learning.VocabError, corpus.CorpusError) as e:
         print(f"build_vocab: {e}", file=sys.stderr)
         return 2
     print(f"learned {summary['learned']} tokens ({summary['tokens']} written, "

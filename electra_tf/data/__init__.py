@@ -1,4 +1,5 @@
-"""Pretraining data: example packing, the sharded TFRecord builder and the tf.data reader.
+"""Pretraining data: example packing and encoding, the sharded TFRecord builder (its plan
+and worker pool) and the tf.data reader.
 
 Names are resolved lazily so that importing `electra_tf.data.packing` does not load
 TensorFlow.
@@ -8,7 +9,7 @@ from electra_tf._lazy import lazy_exports
 
 _EXPORTS = {
     "build_pretraining_data": "electra_tf.data.pretraining_builder",
-    "BuildInterrupted": "electra_tf.data.pretraining_builder",
+    "BuildInterrupted": "electra_tf.data.worker_pool",
     "ExampleBuilder": "electra_tf.data.packing",
     "pretraining_dataset": "electra_tf.data.pretraining_reader",
     "read_sidecar": "electra_tf.data.pretraining_reader",

@@ -1,7 +1,7 @@
-"""Builds sharded pretraining TFRecords from text (reference `build_pretraining_dataset.py`).
+r"""Builds sharded pretraining TFRecords from text (reference `build_pretraining_dataset.py`).
 
-`build_pretraining_data` reads text files (a blank line ends a document, SPEC 6), tokenizes
-many lines per `ElectraTokenizer.tokenize` call, packs them with `packing.ExampleBuilder` and
+`build_pretraining_data` reads text files (a blank line ends a document), tokenizes many
+lines per `ElectraTokenizer.tokenize` call, packs them with `packing.ExampleBuilder` and
 writes `input_ids`, `input_mask`, `segment_ids` (int64, fixed length) into
 `DIR/pretrain-SSSSS-of-NNNNN.tfrecord[.gz]`, plus the sidecar `DIR/dataset.json`.
 
@@ -11,64 +11,40 @@ shards (as the reference). A worker draws every random decision from its own
 `random.Random` seeded from (seed, worker index), so the bytes depend only on the inputs,
 the seed and K.
 
-Crash safety: shards are written under `DIR/.build/` and renamed there when the worker
-closes them; a worker then writes its done-marker. Only when every worker is done are the
-shards moved into DIR and `dataset.json` written (last). An interrupted build therefore
-leaves no shard in DIR that looks finished; running the same command again skips the
-workers that finished and redoes the others from their start (same bytes). DIR holding
-shards of another configuration is refused.
+Where things go, how an interrupted build resumes and when an output directory is refused:
+`build_plan`. Running the workers in processes with a progress bar: `worker_pool`. What one
+worker does: `run_worker`.
 
 Example:
 
->>> sidecar = build_pretraining_data(["corpus.txt"], "vocab.txt", "data/", num_shards=4)
->>> sidecar["examples"], sidecar["padding_fraction"]
+>>> import tempfile
+>>> from electra_tf.text.vocab import SPECIAL_TOKENS, write_vocab
+>>> root = tempfile.mkdtemp()
+>>> write_vocab(list(SPECIAL_TOKENS) + ["the", "cat", "sat", ".", "猫", "坐"], f"{root}/vocab.txt")
+>>> with open(f"{root}/corpus.txt", "w", encoding="utf-8") as f:
+...     _ = f.write("the cat sat .\nthe cat sat .\n\n猫坐了。\n")
+>>> sidecar = build_pretraining_data(f"{root}/corpus.txt", f"{root}/vocab.txt",
+...                                  f"{root}/data", max_seq_length=16, num_shards=2)
+>>> sidecar["documents"], sidecar["max_seq_length"], len(sidecar["shards"])
+(2, 16, 2)
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
-import dataclasses
-import json
-import multiprocessing
 import os
-import queue as queue_lib
 import random
-import shutil
-import tempfile
-import time
 from typing import Callable, Optional, Sequence, Union
 
-from electra_tf.data import packing
-from electra_tf.data.pretraining_reader import (FEATURES, SHARD_PREFIX, SIDECAR_NAME,
-                                                DataError, DataMismatchError)
+from electra_tf.data import build_plan, packing, worker_pool
+from electra_tf.data.build_plan import WorkerJob, shard_name, write_json
+from electra_tf.data.example_encoding import serialize_examples
+from electra_tf.data.pretraining_reader import FEATURES, DataError
 
-BUILD_DIR = ".build"
-_FORMAT_VERSION = 1
 # Lines per tokenize call: large enough that per-call overhead vanishes, small enough that
 # memory stays flat (a few MB of text).
 DEFAULT_TOKENIZE_BATCH_LINES = 4096
-# Counts reported at the end and recorded in the sidecar.
-BAD_INPUT_COUNTS = ("invalid_utf8_lines", "empty_files", "empty_documents")
 
-
-class BuildInterrupted(RuntimeError):
-    """A worker died (killed, out of memory); rerunning the same command resumes the build."""
-
-
-def shard_name(index: int, num_shards: int, compression: str = "") -> str:
-    """File name of shard `index` (0-based): `pretrain-SSSSS-of-NNNNN.tfrecord[.gz]`.
-
-    Args:
-        index: shard index.
-        num_shards: total number of shards.
-        compression: "" or "GZIP".
-    """
-    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
-    return f"{SHARD_PREFIX}{index:05d}-of-{num_shards:05d}{suffix}"
-
-
-# --- Tokenizers --------------------------------------------------------------------------
 
 def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callable:
     """Default tokenizer of the builder: `ElectraTokenizer.tokenize` on batches of lines.
@@ -101,70 +77,10 @@ def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callabl
     return run
 
 
-# --- One worker ------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class WorkerJob:
-    """What one worker reads and writes; picklable, so it crosses into worker processes.
-
-    Args:
-        worker_index: index of this worker in [0, num_workers).
-        num_workers: number of workers of the build.
-        files: input files of this worker, in assignment order.
-        shards: shard indices this worker writes.
-        build_dir: directory for partial shards and done-markers.
-        vocab: vocabulary tokens.
-        lower_case: tokenizer casing.
-        max_seq_length: example length.
-        num_shards: total number of shards.
-        seed: build seed.
-        compression: "" or "GZIP".
-        blank_lines_separate_docs: a blank line ends a document.
-        tokenize_batch_lines: lines per tokenize call.
-        tokenizer_factory: (vocab, lower_case) -> tokenize function; module-level, picklable.
-        fail_after_examples: test hook: raise after writing this many examples (a crash).
-    """
-
-    worker_index: int
-    num_workers: int
-    files: list
-    shards: list
-    build_dir: str
-    vocab: list
-    lower_case: bool
-    max_seq_length: int
-    num_shards: int
-    seed: int
-    compression: str
-    blank_lines_separate_docs: bool
-    tokenize_batch_lines: int = DEFAULT_TOKENIZE_BATCH_LINES
-    tokenizer_factory: Callable = electra_tokenizer_factory
-    fail_after_examples: Optional[int] = None
-
-    def marker_path(self) -> str:
-        return os.path.join(self.build_dir,
-                            f"worker-{self.worker_index:05d}-of-{self.num_workers:05d}.json")
-
-
 def worker_rng(seed: int, worker_index: int) -> random.Random:
     """The random stream of one worker: a function of (seed, worker index) only."""
     # A str seed is hashed with SHA-512 by `random.seed`, independent of PYTHONHASHSEED.
     return random.Random(f"electra_tf-pretraining-data:{seed}:{worker_index}")
-
-
-def _write_json_atomic(path: str, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a sidecar is for everyone.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
@@ -217,7 +133,7 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
         if pairs:
             input_ids, input_mask, segment_ids = packing.examples_to_arrays(
                 pairs, job.max_seq_length, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
-            records = packing.serialize_examples(
+            records = serialize_examples(
                 dict(zip(FEATURES, (input_ids, input_mask, segment_ids))))
             n_writers = len(writers)
             for record in records:
@@ -266,64 +182,8 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
                    for s, n in zip(job.shards, shard_examples)},
     }
     # Written last: its presence says every shard of this worker is complete.
-    _write_json_atomic(job.marker_path(), result)
+    write_json(job.marker_path(), result)
     return result
-
-
-# Worker-process side of the progress queue (set by the pool initializer).
-_PROGRESS_QUEUE = None
-
-
-def _init_worker_process(progress_queue):
-    global _PROGRESS_QUEUE
-    _PROGRESS_QUEUE = progress_queue
-    import tensorflow as tf
-
-    # One core per worker: K workers use K cores, and "tokens/s per worker" means per core.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
-def _run_worker_in_process(job: WorkerJob) -> dict:
-    def progress(n_bytes, n_tokens):
-        _PROGRESS_QUEUE.put((n_bytes, n_tokens))
-
-    return run_worker(job, progress)
-
-
-# --- The build --------------------------------------------------------------------------------
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        import tensorflow as tf
-
-        return tf.io.gfile.stat(path).length
-
-
-def _describe(key, value):
-    if key == "inputs":
-        return f"{len(value)} input files ({sum(size for _, size in value)} bytes)"
-    return f"{key}={value!r}"
-
-
-def _check_same_build(found: dict, wanted: dict, output_dir: str, source: str) -> None:
-    for key in wanted:
-        if found.get(key) != wanted[key]:
-            raise DataMismatchError(
-                f"{output_dir} holds shards of another configuration ({source} has "
-                f"{_describe(key, found.get(key))}, this build {_describe(key, wanted[key])}); "
-                f"use another --output_dir or delete {output_dir}")
-
-
-def _progress_bar(total_bytes: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                desc="building", smoothing=0.1, dynamic_ncols=True)
 
 
 def build_pretraining_data(
@@ -369,7 +229,8 @@ def build_pretraining_data(
 
     Raises:
         CorpusError (bad input files), VocabError (bad vocabulary), DataError (bad
-        arguments), DataMismatchError (output_dir holds another build), BuildInterrupted.
+        arguments), DataMismatchError (output_dir holds another build),
+        `worker_pool.BuildInterrupted` (a worker process died).
     """
     from electra_tf.text import corpus, vocab as vocab_lib
 
@@ -386,193 +247,35 @@ def build_pretraining_data(
         tokens = list(vocab)
         vocab_lib.check_vocab(tokens, "token list")
     files = corpus.expand_inputs(inputs)
-    sizes = [_file_size(f) for f in files]
-    workers = max(1, min(num_workers, num_shards, len(files)))
+    build = build_plan.describe_build(
+        tokens, files, max_seq_length=max_seq_length, num_shards=num_shards,
+        num_workers=num_workers, seed=seed, compression=compression,
+        blank_lines_separate_docs=blank_lines_separate_docs, lower_case=lower_case)
+    previous = build_plan.prepare_output_dir(output_dir, build)
+    if previous is not None:
+        return previous
 
-    build = {
-        "format_version": _FORMAT_VERSION,
-        "vocab_hash": vocab_lib.vocab_hash(tokens),
-        "vocab_size": len(tokens),
-        "lower_case": bool(lower_case),
-        "max_seq_length": int(max_seq_length),
-        "num_shards": int(num_shards),
-        "num_workers": int(workers),
-        "seed": int(seed),
-        "compression": compression,
-        "blank_lines_separate_docs": bool(blank_lines_separate_docs),
-        "inputs": [[os.path.abspath(f), s] for f, s in zip(files, sizes)],
-    }
-    names = [shard_name(i, num_shards, compression) for i in range(num_shards)]
-    build_dir = os.path.join(output_dir, BUILD_DIR)
-    sidecar_path = os.path.join(output_dir, SIDECAR_NAME)
-    plan_path = os.path.join(build_dir, "build.json")
-
-    # Refuse to mix builds; recognise a finished or an interrupted build of the same command.
-    ours = False  # the shards in output_dir are known to come from this very build
-    if os.path.exists(sidecar_path):
-        with open(sidecar_path, encoding="utf-8") as f:
-            previous = json.load(f)
-        _check_same_build(previous.get("build", {}), build, output_dir, sidecar_path)
-        if all(os.path.exists(os.path.join(output_dir, n)) for n in names):
-            previous["already_complete"] = True
-            return previous
-        # Shards removed by hand: rebuild them below (the sidecar goes first).
-        os.remove(sidecar_path)
-        ours = True
-    if os.path.exists(plan_path):
-        with open(plan_path, encoding="utf-8") as f:
-            plan = json.load(f)
-        if any(n.startswith("worker-") for n in os.listdir(build_dir)):
-            # Some workers finished: their shards are only reusable by the same build.
-            _check_same_build(plan, build, output_dir, plan_path)
-            ours = True
-        elif plan == build:
-            ours = True  # the same build, interrupted before any worker finished
-        else:
-            # Nothing finished (e.g. a bad input file stopped it): start afresh.
-            shutil.rmtree(build_dir)
-    if not ours and not os.path.exists(plan_path) and os.path.isdir(output_dir):
-        foreign = sorted(n for n in os.listdir(output_dir) if n.startswith(SHARD_PREFIX))
-        if foreign:
-            raise DataMismatchError(
-                f"{output_dir} holds shards ({foreign[0]}, ...) with no {SIDECAR_NAME} or "
-                f"build plan of this tool; use another --output_dir or delete them")
-    os.makedirs(build_dir, exist_ok=True)
-    if not os.path.exists(plan_path):
-        _write_json_atomic(plan_path, build)
-
-    jobs = []
-    for w in range(workers):
-        jobs.append(WorkerJob(
-            worker_index=w, num_workers=workers,
-            files=[f for i, f in enumerate(files) if i % workers == w],
-            shards=[s for s in range(num_shards) if s % workers == w],
-            build_dir=build_dir, vocab=tokens, lower_case=bool(lower_case),
-            max_seq_length=int(max_seq_length), num_shards=int(num_shards), seed=int(seed),
-            compression=compression, blank_lines_separate_docs=bool(blank_lines_separate_docs),
-            tokenize_batch_lines=int(tokenize_batch_lines),
-            tokenizer_factory=tokenizer_factory,
-            fail_after_examples=(_fail_after_examples or {}).get(w)))
-
-    def finished(job):
-        if not os.path.exists(job.marker_path()):
-            return None
-        with open(job.marker_path(), encoding="utf-8") as f:
-            result = json.load(f)
-        for s in job.shards:
-            if not any(os.path.exists(os.path.join(d, names[s])) for d in (build_dir, output_dir)):
-                return None
-        return result
-
+    jobs = build_plan.plan_jobs(
+        build, files, tokens, os.path.join(output_dir, build_plan.BUILD_DIR),
+        tokenize_batch_lines=tokenize_batch_lines, tokenizer_factory=tokenizer_factory,
+        fail_after_examples=_fail_after_examples)
     results = {}
     todo = []
     for job in jobs:
-        done = finished(job)
+        done = build_plan.finished_result(job, output_dir)
         if done is not None:
             results[job.worker_index] = done
         else:
             todo.append(job)
-    todo_bytes = sum(s for i, s in enumerate(sizes) if i % workers in {j.worker_index for j in todo})
-    started = time.time()
-    bar = _progress_bar(todo_bytes, progress and bool(todo))
-    tokens_done = [0]
-
-    def on_progress(n_bytes, n_tokens):
-        tokens_done[0] += n_tokens
-        if bar is not None:
-            bar.update(n_bytes)
-            elapsed = max(time.time() - started, 1e-9)
-            bar.set_postfix_str(f"{tokens_done[0] / elapsed:,.0f} tok/s", refresh=False)
-
-    try:
-        if workers == 1 or _sequential:
-            for job in todo:
-                results[job.worker_index] = run_worker(job, on_progress)
-        elif todo:
-            results.update(_run_in_processes(todo, on_progress))
-    except BaseException:
-        if bar is not None:
-            bar.leave = False  # Clear the bar so that the error is the one line left.
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    workers = build["num_workers"]
+    todo_workers = {job.worker_index for job in todo}
+    todo_bytes = sum(size for i, (_, size) in enumerate(build["inputs"])
+                     if i % workers in todo_workers)
+    ran = worker_pool.run_jobs(run_worker, todo, total_bytes=todo_bytes, show_progress=progress,
+                               in_processes=workers > 1 and not _sequential)
+    results.update((job.worker_index, result) for job, result in zip(todo, ran))
 
     # Every worker is done: move the shards into place, then the sidecar, last.
-    for name in names:
-        partial = os.path.join(build_dir, name)
-        if os.path.exists(partial):
-            os.replace(partial, os.path.join(output_dir, name))
-    stats = collections.Counter()
-    shard_examples = {}
-    for w in sorted(results):
-        stats.update(results[w]["stats"])
-        shard_examples.update(results[w]["shards"])
-    examples, n_tokens = stats["examples"], stats["tokens"]
-    sidecar = {
-        "vocab_hash": build["vocab_hash"],
-        "vocab_size": build["vocab_size"],
-        "lower_case": build["lower_case"],
-        "max_seq_length": build["max_seq_length"],
-        "documents": stats["documents"],
-        "lines": stats["lines"],
-        "examples": examples,
-        "tokens": n_tokens,
-        "padding_fraction": (round(1.0 - n_tokens / (examples * max_seq_length), 6)
-                             if examples else 0.0),
-        "single_segment_examples": stats["single_segment_examples"],
-        "short_target_examples": stats["short_target_examples"],
-        "num_shards": num_shards,
-        "num_workers": workers,
-        "compression": compression,
-        "seed": int(seed),
-        "input_files": len(files),
-        "input_bytes": sum(sizes),
-        "shards": names,
-        "examples_per_shard": [shard_examples.get(n, 0) for n in names],
-        "build": build,
-    }
-    for key in BAD_INPUT_COUNTS:
-        sidecar[key] = stats[key]
-    _write_json_atomic(sidecar_path, sidecar)
-    shutil.rmtree(build_dir, ignore_errors=True)
+    sidecar = build_plan.describe_sidecar(build, results)
+    build_plan.publish(output_dir, sidecar)
     return sidecar
-
-
-def _run_in_processes(jobs: list, on_progress: Callable) -> dict:
-    """Runs jobs in spawned processes (TensorFlow is not fork-safe) and relays progress."""
-    context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
-    results = {}
-    with concurrent.futures.ProcessPoolExecutor(
-            max_workers=len(jobs), mp_context=context, initializer=_init_worker_process,
-            initargs=(progress_queue,)) as pool:
-        futures = {pool.submit(_run_worker_in_process, job): job for job in jobs}
-        pending = set(futures)
-        try:
-            while pending:
-                try:
-                    while True:
-                        on_progress(*progress_queue.get(timeout=0.2))
-                except queue_lib.Empty:
-                    pass
-                done = {f for f in pending if f.done()}
-                for future in done:
-                    pending.discard(future)
-                    results[futures[future].worker_index] = future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise BuildInterrupted(
-                "a worker process of the build died (killed or out of memory); run the same "
-                "command again to resume") from None
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            raise
-    try:
-        while True:
-            on_progress(*progress_queue.get_nowait())
-    except queue_lib.Empty:
-        pass
-    return results

@@ -1,19 +1,28 @@
-"""tf.data reader of the pretraining TFRecords, and the checks of their `dataset.json` sidecar.
+r"""tf.data reader of the pretraining TFRecords, and the checks of their `dataset.json` sidecar.
 
 The shards hold `input_ids`, `input_mask` and `segment_ids` (int64, fixed length, the
-reference schema, SPEC 6); the reader yields keras-hub names (`token_ids`, `padding_mask`,
+reference schema; docs/architecture.md, "Pretraining data"); the reader yields keras-hub names (`token_ids`, `padding_mask`,
 `segment_ids`, int32) in batches of static shape. Order follows the reference
 `pretrain_data.get_input_fn`: files -> repeat -> shuffle files -> parallel interleave ->
 shuffle examples -> batch with drop_remainder.
 
 Example:
 
->>> sidecar = read_sidecar("data/pretrain-*.tfrecord")
->>> check_sidecar(sidecar, vocab_hash=tokenizer.vocab_hash, max_seq_length=128,
-...               where="configs/electra_small.yaml")
->>> batch = next(iter(pretraining_dataset("data/pretrain-*.tfrecord", 32, 128)))
->>> batch["token_ids"].shape
-TensorShape([32, 128])
+>>> import tempfile
+>>> from electra_tf.data.pretraining_builder import build_pretraining_data
+>>> from electra_tf.text.vocab import SPECIAL_TOKENS, vocab_hash, write_vocab
+>>> root = tempfile.mkdtemp()
+>>> tokens = list(SPECIAL_TOKENS) + ["北", "京", "is", "a", "city"]
+>>> write_vocab(tokens, f"{root}/vocab.txt")
+>>> with open(f"{root}/corpus.txt", "w", encoding="utf-8") as f:
+...     _ = f.write("北京 is a city\n" * 8)
+>>> _ = build_pretraining_data(f"{root}/corpus.txt", f"{root}/vocab.txt", f"{root}/data",
+...                            max_seq_length=16)
+>>> check_sidecar(read_sidecar(f"{root}/data"), vocab_hash=vocab_hash(tokens),
+...               max_seq_length=16, where="this run")
+>>> batch = next(iter(pretraining_dataset(f"{root}/data", 2, 16)))
+>>> batch["token_ids"].shape, batch["token_ids"].dtype
+(TensorShape([2, 16]), tf.int32)
 """
 
 from __future__ import annotations

@@ -13,14 +13,12 @@ labels for the discriminator AUC.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from electra_tf.export.source import ExportError
-
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_tf")
+from electra_tf.files import default_cache_dir
 
 
 @dataclasses.dataclass
@@ -91,11 +89,18 @@ def _texts_from_vocab(tokenizer, count: int, seed: int) -> list:
     return [" ".join(rng.choice(words, size=int(rng.integers(4, 40)))) for _ in range(count)]
 
 
-def _texts_from_corpus(cache_dir: str, count: int) -> list:
+def _texts_from_corpus(cache_dir: Optional[str], count: int) -> list:
+    """Up to `count` lines of the embedded corpus, spread over all of it.
+
+    Args:
+      cache_dir: where the corpus is cached; None: `electra_tf.files.default_cache_dir()`,
+        looked up now so that $ELECTRA_TF_CACHE set after import is honoured.
+      count: lines wanted.
+    """
     from electra_tf.text import corpus  # pylint: disable=import-outside-toplevel
 
     lines = []
-    for path in corpus.embedded_corpus_files(cache_dir):
+    for path in corpus.embedded_corpus_files(cache_dir or default_cache_dir()):
         for document in corpus.iter_documents(path):
             lines += [line for line in document if len(line.split()) >= 4]
     if not lines:
@@ -144,7 +149,8 @@ def load_calibration_data(tokenizer, max_seq_length: int, *,
       max_seq_length: the exported sequence length.
       representative_data: pretraining TFRecords (directory or glob with `dataset.json`).
       texts: raw training sentences to use instead (Python callers, tests).
-      cache_dir: where the embedded corpus is cached (default ~/.cache/electra_tf).
+      cache_dir: where the embedded corpus is cached (default
+        `electra_tf.files.default_cache_dir()`).
       num_examples: examples in each of the two sets.
       seed: seed of the corruption and of vocabulary sentences.
     """
@@ -161,7 +167,7 @@ def load_calibration_data(tokenizer, max_seq_length: int, *,
             all_texts, source = list(texts)[:total], "texts"
         else:
             try:
-                all_texts = _texts_from_corpus(cache_dir or DEFAULT_CACHE_DIR, total)
+                all_texts = _texts_from_corpus(cache_dir, total)
                 source = "embedded stdlib corpus"
             except Exception:  # pylint: disable=broad-except
                 all_texts = []

@@ -22,6 +22,7 @@ from electra_tf.export import calibration as calibration_lib
 from electra_tf.export import saved_model, serving, tflite, verify
 from electra_tf.export.choices import FORMATS, check_choices
 from electra_tf.export.source import ExportError, ExportSource
+from electra_tf.files import atomic_write_bytes
 
 VOCAB_FILE = "vocab.txt"
 LONG_TEXT = " ".join(["a very long request"] * 400)
@@ -141,10 +142,7 @@ def _export_tflite(source, task, calibration, quantize, styles, out_dir, scratch
             flatbuffer = tflite.convert(src, style=style, quantize=q,
                                         representative=representative)
             path = os.path.join(out_dir, file_name)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(flatbuffer)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, flatbuffer)
             interpreter = tflite.load_interpreter(path)
             metrics = verify.verify_variant(
                 interpreter, style=style, quantize=q, task=task, calibration=calibration,

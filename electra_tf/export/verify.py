@@ -20,11 +20,11 @@ models (tests/test_export_tflite.py asserts them).
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
 from electra_tf.export import serving, tflite
+from electra_tf.files import atomic_write
 
 # Floors per quantization: (metric, bound, "max" | "min").
 FLOORS = {
@@ -182,8 +182,6 @@ def write_report(path: str, report: dict) -> None:
             return None
         return value
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         json.dump(clean(report), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
-    os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""TF Serving warm-up requests: `assets.extra/tf_serving_warmup_requests`.
+r"""TF Serving warm-up requests: `assets.extra/tf_serving_warmup_requests`.
 
 TF Serving replays the records of that file (a TFRecord of `tensorflow.serving.PredictionLog`)
 when it loads a model version, so the first real request does not pay for graph
@@ -11,7 +11,9 @@ exactly what TF Serving parses; `TensorProto` is TensorFlow's own.
 
 Example:
 
->>> write_warmup_requests(path, "electra", [("serving_default", {"text": ["a sentence"]})])
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "tf_serving_warmup_requests")
+>>> write_warmup_requests(path, "electra", [("serving_default", {"text": ["一句话"]})])
 >>> [(spec, sorted(inputs)) for spec, inputs in read_warmup_requests(path)]
 [(('electra', 'serving_default'), ['text'])]
 """
@@ -19,12 +21,13 @@ Example:
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorflow.core.framework import tensor_pb2
+
+from electra_tf.files import atomic_write
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -104,18 +107,19 @@ def prediction_log(model_name: str, signature_name: str, inputs: dict) -> bytes:
 
 
 def write_warmup_requests(path: str, model_name: str, requests) -> None:
-    """Writes the warm-up TFRecord atomically (temporary name, then rename).
+    """Writes the warm-up TFRecord atomically (`electra_tf.files.atomic_write`).
 
     Args:
       path: usually `<version dir>/assets.extra/tf_serving_warmup_requests`.
       model_name: servable name.
       requests: iterable of (signature_name, inputs dict).
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for signature_name, inputs in requests:
-            writer.write(prediction_log(model_name, signature_name, inputs))
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        # TFRecordWriter takes a file name, not a file object: it fills the temporary file
+        # by name; atomic_write then syncs it (same inode) and renames it over `path`.
+        with tf.io.TFRecordWriter(f.name) as writer:
+            for signature_name, inputs in requests:
+                writer.write(prediction_log(model_name, signature_name, inputs))
 
 
 def read_warmup_requests(path: str) -> list:

@@ -9,7 +9,8 @@ from electra_tf._lazy import lazy_exports
 _EXPORTS = {
     "SPECIAL_TOKENS": ".vocab",
     "VocabError": ".vocab",
-    "learn_vocab": ".vocab",
+    "learn_vocab": ".vocab_learning",
+    "build_vocab_file": ".vocab_learning",
     "load_vocab": ".vocab",
     "write_vocab": ".vocab",
     "vocab_hash": ".vocab",

@@ -1,6 +1,6 @@
-"""Reading text corpora, and the embedded default corpus.
+r"""Reading text corpora, and the embedded default corpus.
 
-Corpus format (reference `build_pretraining_dataset.py`, SPEC 6): plain UTF-8 text files
+Corpus format (reference `build_pretraining_dataset.py`; docs/architecture.md, "Pretraining data"): plain UTF-8 text files
 (optionally `.gz`), one sentence or paragraph per line; a blank line ends a document (unless
 `blank_lines_separate_docs=False`) and so does the end of a file.
 
@@ -11,11 +11,16 @@ It lets `tools/build_vocab.py`, the data builder and the tests run without downl
 
 Example:
 
+>>> import tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "text.txt")
+>>> with open(path, "wb") as f:
+...     _ = f.write("第一行。\nsecond line\n\n\xff broken\n".encode("utf-8")
+...                 .replace(b"\xc3\xbf", b"\xff"))
 >>> stats = collections.Counter()
->>> for path in expand_inputs("corpus/*.txt"):
-...     for document in iter_documents(path, stats=stats):
-...         pass
+>>> [doc for p in expand_inputs(path) for doc in iter_documents(p, stats=stats)]
+[['第一行。', 'second line'], ['\ufffd broken']]
 >>> stats["documents"], stats["invalid_utf8_lines"]
+(2, 1)
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 import tokenize
 from typing import Iterator, Optional, Sequence, Union
+
+from electra_tf.files import atomic_write_text
 
 
 class CorpusError(ValueError):
@@ -266,19 +272,6 @@ def _stdlib_sources(stdlib: str) -> list[str]:
     return sorted(files, key=lambda p: os.path.relpath(p, stdlib))
 
 
-def _atomic_write(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _embedded_dir(cache_dir: str, stdlib: str) -> str:
     key = f"{_EMBEDDED_VERSION}|{sys.version}|{os.path.realpath(stdlib)}"
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -353,7 +346,7 @@ def embedded_corpus_files(cache_dir: str) -> list[str]:
     for i, shard in enumerate(shards):
         name = f"stdlib_docs-{i:05d}-of-{_EMBEDDED_NUM_FILES:05d}.txt"
         text = "\n".join(shard)
-        _atomic_write(os.path.join(directory, name), text)
+        atomic_write_text(os.path.join(directory, name), text)
         names.append(name)
         n_bytes += len(text.encode("utf-8"))
         n_lines += sum(doc.count("\n") for doc in shard)
@@ -371,5 +364,5 @@ def embedded_corpus_files(cache_dir: str) -> list[str]:
         "python": sys.version.split()[0],
         "sha256": hashlib.sha256("".join(documents).encode("utf-8")).hexdigest(),
     }
-    _atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return [os.path.join(directory, n) for n in names]

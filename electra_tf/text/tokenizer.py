@@ -59,10 +59,13 @@ class ElectraTokenizer(tf.Module):
 
     Example:
 
-    >>> tok = ElectraTokenizer("vocab.txt")
-    >>> batch = tok.encode(["a question"], ["a passage"], max_seq_length=128)
-    >>> sorted(batch)
-    ['padding_mask', 'segment_ids', 'token_ids']
+    >>> tok = ElectraTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a",
+    ...                         "question", "passage", "北", "京"])
+    >>> batch = tok.encode(["a question"], ["北京 passage"], max_seq_length=8)
+    >>> batch["token_ids"].numpy().tolist()
+    [[2, 5, 6, 3, 8, 9, 7, 3]]
+    >>> batch["segment_ids"].numpy().tolist()
+    [[0, 0, 0, 0, 1, 1, 1, 1]]
     """
 
     def __init__(self, vocab: Union[str, os.PathLike, Sequence[str]], lower_case: bool = True,

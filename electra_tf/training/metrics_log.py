@@ -14,6 +14,8 @@ import os
 
 import tensorflow as tf
 
+from electra_tf.files import atomic_write
+
 
 class MetricsLog:
     """Appends metric records to `metrics.jsonl` and TensorBoard (chief only).
@@ -46,12 +48,8 @@ class MetricsLog:
                     continue  # a line torn by a crash mid-write
                 if isinstance(record, dict) and record.get("step", 0) <= step:
                     kept.append(json.dumps(record) + "\n")
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(self.path) as f:
             f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def write(self, record: dict) -> None:
         """Appends one record (needs `split` and `step`) and its TensorBoard scalars.

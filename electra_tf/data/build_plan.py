@@ -1,0 +1,356 @@
+"""The plan of a pretraining-data build: what each worker does and what the output holds.
+
+Layout of an output directory DIR:
+  DIR/pretrain-SSSSS-of-NNNNN.tfrecord[.gz]   the shards (`shard_name`)
+  DIR/dataset.json                            the sidecar (`describe_sidecar`), written last
+  DIR/.build/build.json                       the build description (`describe_build`)
+  DIR/.build/pretrain-*.tfrecord[.partial]    shards being written / closed by their worker
+  DIR/.build/worker-WWWWW-of-KKKKK.json       a worker's done-marker (`WorkerJob.marker_path`)
+
+Crash safety: shards are written under `DIR/.build/` and renamed there when their worker
+closes them; the worker then writes its done-marker. Only when every worker is done are the
+shards moved into DIR and `dataset.json` written (`publish`). An interrupted build therefore
+leaves no shard in DIR that looks finished; running the same command again skips the workers
+that finished (`finished_result`) and redoes the others from their start, giving the same
+bytes. DIR holding shards of another configuration is refused (`prepare_output_dir`).
+
+Example:
+
+>>> shard_name(3, 64), shard_name(0, 2, "GZIP")
+('pretrain-00003-of-00064.tfrecord', 'pretrain-00000-of-00002.tfrecord.gz')
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import shutil
+from typing import Callable, Optional, Sequence
+
+from electra_tf.data.pretraining_reader import SHARD_PREFIX, SIDECAR_NAME, DataMismatchError
+from electra_tf.files import atomic_write
+
+BUILD_DIR = ".build"
+PLAN_NAME = "build.json"
+_FORMAT_VERSION = 1
+# Counts reported at the end and recorded in the sidecar.
+BAD_INPUT_COUNTS = ("invalid_utf8_lines", "empty_files", "empty_documents")
+
+
+def shard_name(index: int, num_shards: int, compression: str = "") -> str:
+    """File name of shard `index` (0-based): `pretrain-SSSSS-of-NNNNN.tfrecord[.gz]`.
+
+    Args:
+        index: shard index.
+        num_shards: total number of shards.
+        compression: "" or "GZIP".
+    """
+    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
+    return f"{SHARD_PREFIX}{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def shard_names(build: dict) -> list[str]:
+    """Names of every shard of a build, in index order.
+
+    Args:
+        build: a build description from `describe_build`.
+    """
+    return [shard_name(i, build["num_shards"], build["compression"])
+            for i in range(build["num_shards"])]
+
+
+@dataclasses.dataclass
+class WorkerJob:
+    """What one worker reads and writes; picklable, so it crosses into worker processes.
+
+    Args:
+        worker_index: index of this worker in [0, num_workers).
+        num_workers: number of workers of the build.
+        files: input files of this worker, in assignment order.
+        shards: shard indices this worker writes.
+        build_dir: directory for partial shards and done-markers.
+        vocab: vocabulary tokens.
+        lower_case: tokenizer casing.
+        max_seq_length: example length.
+        num_shards: total number of shards.
+        seed: build seed.
+        compression: "" or "GZIP".
+        blank_lines_separate_docs: a blank line ends a document.
+        tokenize_batch_lines: lines per tokenize call.
+        tokenizer_factory: (vocab, lower_case) -> tokenize function; module-level, picklable.
+        fail_after_examples: test hook: raise after writing this many examples (a crash).
+    """
+
+    worker_index: int
+    num_workers: int
+    files: list
+    shards: list
+    build_dir: str
+    vocab: list
+    lower_case: bool
+    max_seq_length: int
+    num_shards: int
+    seed: int
+    compression: str
+    blank_lines_separate_docs: bool
+    tokenize_batch_lines: int
+    tokenizer_factory: Callable
+    fail_after_examples: Optional[int] = None
+
+    def marker_path(self) -> str:
+        """The done-marker: present only once every shard of this worker is complete."""
+        return os.path.join(self.build_dir,
+                            f"worker-{self.worker_index:05d}-of-{self.num_workers:05d}.json")
+
+
+def write_json(path: str, data: dict) -> None:
+    """Writes `data` as sorted, indented JSON, atomically (markers, plan, sidecar).
+
+    Args:
+        path: destination file.
+        data: JSON-serialisable mapping.
+    """
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length
+
+
+def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_length: int,
+                   num_shards: int, num_workers: int, seed: int, compression: str,
+                   blank_lines_separate_docs: bool, lower_case: bool) -> dict:
+    """Everything the output bytes depend on; two runs with equal descriptions are one build.
+
+    Args:
+        tokens: the vocabulary.
+        files: the input files, sorted (`corpus.expand_inputs`).
+        max_seq_length: length of every example.
+        num_shards: number of output shards.
+        num_workers: requested workers; clamped to the number of shards and input files.
+        seed: build seed.
+        compression: "" or "GZIP".
+        blank_lines_separate_docs: a blank line ends a document.
+        lower_case: tokenizer casing.
+
+    Returns:
+        A JSON-serialisable dict, kept in `.build/build.json` and the sidecar's `build`.
+    """
+    from electra_tf.text.vocab import vocab_hash
+
+    workers = max(1, min(num_workers, num_shards, len(files)))
+    return {
+        "format_version": _FORMAT_VERSION,
+        "vocab_hash": vocab_hash(tokens),
+        "vocab_size": len(tokens),
+        "lower_case": bool(lower_case),
+        "max_seq_length": int(max_seq_length),
+        "num_shards": int(num_shards),
+        "num_workers": int(workers),
+        "seed": int(seed),
+        "compression": compression,
+        "blank_lines_separate_docs": bool(blank_lines_separate_docs),
+        "inputs": [[os.path.abspath(f), _file_size(f)] for f in files],
+    }
+
+
+def plan_jobs(build: dict, files: Sequence[str], tokens: Sequence[str], build_dir: str, *,
+              tokenize_batch_lines: int, tokenizer_factory: Callable,
+              fail_after_examples: Optional[dict] = None) -> list[WorkerJob]:
+    """Splits a build into worker jobs: input file i and shard s go to worker i % K, s % K.
+
+    Args:
+        build: the build description (`describe_build`).
+        files: the input files, in the order of `build["inputs"]`.
+        tokens: the vocabulary.
+        build_dir: the build's `.build` directory.
+        tokenize_batch_lines: lines per tokenize call.
+        tokenizer_factory: module-level (vocab, lower_case) -> tokenize function.
+        fail_after_examples: test hook {worker index: n}: that worker raises after n examples.
+
+    Returns:
+        One job per worker, in worker order.
+    """
+    workers, num_shards = build["num_workers"], build["num_shards"]
+    return [WorkerJob(
+        worker_index=w, num_workers=workers,
+        files=[f for i, f in enumerate(files) if i % workers == w],
+        shards=[s for s in range(num_shards) if s % workers == w],
+        build_dir=build_dir, vocab=list(tokens), lower_case=build["lower_case"],
+        max_seq_length=build["max_seq_length"], num_shards=num_shards, seed=build["seed"],
+        compression=build["compression"],
+        blank_lines_separate_docs=build["blank_lines_separate_docs"],
+        tokenize_batch_lines=int(tokenize_batch_lines), tokenizer_factory=tokenizer_factory,
+        fail_after_examples=(fail_after_examples or {}).get(w)) for w in range(workers)]
+
+
+def _describe(key, value):
+    if key == "inputs":
+        return f"{len(value)} input files ({sum(size for _, size in value)} bytes)"
+    return f"{key}={value!r}"
+
+
+def check_same_build(found: dict, wanted: dict, output_dir: str, source: str) -> None:
+    """Raises DataMismatchError naming the first setting where two build descriptions differ.
+
+    Args:
+        found: the description recorded in `output_dir`.
+        wanted: the description of this build.
+        output_dir: the output directory (named in the message).
+        source: the file `found` was read from (named in the message).
+    """
+    for key in wanted:
+        if found.get(key) != wanted[key]:
+            raise DataMismatchError(
+                f"{output_dir} holds shards of another configuration ({source} has "
+                f"{_describe(key, found.get(key))}, this build {_describe(key, wanted[key])}); "
+                f"use another --output_dir or delete {output_dir}")
+
+
+def prepare_output_dir(output_dir: str, build: dict) -> Optional[dict]:
+    """Readies `output_dir` for `build`: recognises the same build, refuses another one.
+
+    A finished build of the same description is returned as is. Shards removed by hand from
+    a finished build, and an interrupted build of the same description, are resumed; an
+    interrupted build in which no worker finished is discarded. Shards of another build
+    (with or without a sidecar or plan) are refused. On return `.build/` exists and holds
+    the plan.
+
+    Args:
+        output_dir: the destination directory.
+        build: this build's description (`describe_build`).
+
+    Returns:
+        The previous sidecar, with `already_complete` set, when the build is already done;
+        else None.
+
+    Raises:
+        DataMismatchError: `output_dir` holds shards of another build.
+    """
+    build_dir = os.path.join(output_dir, BUILD_DIR)
+    sidecar_path = os.path.join(output_dir, SIDECAR_NAME)
+    plan_path = os.path.join(build_dir, PLAN_NAME)
+    ours = False  # the shards in output_dir are known to come from this very build
+    if os.path.exists(sidecar_path):
+        previous = _read_json(sidecar_path)
+        check_same_build(previous.get("build", {}), build, output_dir, sidecar_path)
+        if all(os.path.exists(os.path.join(output_dir, n)) for n in shard_names(build)):
+            previous["already_complete"] = True
+            return previous
+        # Shards removed by hand: they are rebuilt, and the sidecar goes first.
+        os.remove(sidecar_path)
+        ours = True
+    if os.path.exists(plan_path):
+        plan = _read_json(plan_path)
+        if any(n.startswith("worker-") for n in os.listdir(build_dir)):
+            # Some workers finished: their shards are only reusable by the same build.
+            check_same_build(plan, build, output_dir, plan_path)
+            ours = True
+        elif plan == build:
+            ours = True  # the same build, interrupted before any worker finished
+        else:
+            # Nothing finished (e.g. a bad input file stopped it): start afresh.
+            shutil.rmtree(build_dir)
+    if not ours and not os.path.exists(plan_path) and os.path.isdir(output_dir):
+        foreign = sorted(n for n in os.listdir(output_dir) if n.startswith(SHARD_PREFIX))
+        if foreign:
+            raise DataMismatchError(
+                f"{output_dir} holds shards ({foreign[0]}, ...) with no {SIDECAR_NAME} or "
+                f"build plan of this tool; use another --output_dir or delete them")
+    os.makedirs(build_dir, exist_ok=True)
+    if not os.path.exists(plan_path):
+        write_json(plan_path, build)
+    return None
+
+
+def finished_result(job: WorkerJob, output_dir: str) -> Optional[dict]:
+    """The statistics of a job a previous run finished, or None when it must run (again).
+
+    Args:
+        job: the worker's job.
+        output_dir: the destination directory (a finished shard may already be there).
+    """
+    if not os.path.exists(job.marker_path()):
+        return None
+    result = _read_json(job.marker_path())
+    for s in job.shards:
+        name = shard_name(s, job.num_shards, job.compression)
+        if not any(os.path.exists(os.path.join(d, name)) for d in (job.build_dir, output_dir)):
+            return None
+    return result
+
+
+def describe_sidecar(build: dict, results: dict) -> dict:
+    """The sidecar of a finished build: its settings, counts and shard list.
+
+    Args:
+        build: the build description (`describe_build`).
+        results: worker index -> the worker's result (`stats`, examples per `shards`).
+
+    Returns:
+        The dict written to `dataset.json`.
+    """
+    stats = collections.Counter()
+    shard_examples = {}
+    for w in sorted(results):
+        stats.update(results[w]["stats"])
+        shard_examples.update(results[w]["shards"])
+    names = shard_names(build)
+    examples, n_tokens = stats["examples"], stats["tokens"]
+    max_seq_length = build["max_seq_length"]
+    sidecar = {
+        "vocab_hash": build["vocab_hash"],
+        "vocab_size": build["vocab_size"],
+        "lower_case": build["lower_case"],
+        "max_seq_length": max_seq_length,
+        "documents": stats["documents"],
+        "lines": stats["lines"],
+        "examples": examples,
+        "tokens": n_tokens,
+        "padding_fraction": (round(1.0 - n_tokens / (examples * max_seq_length), 6)
+                             if examples else 0.0),
+        "single_segment_examples": stats["single_segment_examples"],
+        "short_target_examples": stats["short_target_examples"],
+        "num_shards": build["num_shards"],
+        "num_workers": build["num_workers"],
+        "compression": build["compression"],
+        "seed": build["seed"],
+        "input_files": len(build["inputs"]),
+        "input_bytes": sum(size for _, size in build["inputs"]),
+        "shards": names,
+        "examples_per_shard": [shard_examples.get(n, 0) for n in names],
+        "build": build,
+    }
+    for key in BAD_INPUT_COUNTS:
+        sidecar[key] = stats[key]
+    return sidecar
+
+
+def publish(output_dir: str, sidecar: dict) -> None:
+    """Moves every finished shard into `output_dir`, then writes the sidecar, last.
+
+    Args:
+        output_dir: the destination directory.
+        sidecar: from `describe_sidecar`.
+    """
+    build_dir = os.path.join(output_dir, BUILD_DIR)
+    for name in sidecar["shards"]:
+        closed = os.path.join(build_dir, name)
+        if os.path.exists(closed):
+            os.replace(closed, os.path.join(output_dir, name))
+    write_json(os.path.join(output_dir, SIDECAR_NAME), sidecar)
+    shutil.rmtree(build_dir, ignore_errors=True)
