@@ -1,4 +1,4 @@
-"""Optimizer, schedule, accumulation and loss-scaling tests against NumPy references (SPEC 5)."""
+"""Optimizer, schedule, accumulation and loss-scaling tests against NumPy references (docs/architecture.md, "Optimisation")."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from electra_tf.config import ElectraConfig, OptimizerConfig, from_dict
-from electra_tf.training import optimization as opt_lib
+from electra_tf.training import accumulation, flops, optimizers, precision, schedule
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,23 +96,23 @@ def test_exclusion_patterns_follow_the_reference():
     excluded = ["transformer_layer_0/self_attention_layer_norm/gamma",
                 "embeddings_layer_norm/beta", "dense/bias", "generator_predictions/output_bias",
                 "electra/embeddings/LayerNorm/gamma", "some_norm/gamma"]
-    assert [opt_lib.is_excluded(p) for p in decayed] == [False] * 3
-    assert [opt_lib.is_excluded(p) for p in excluded] == [True] * 6
+    assert [optimizers.is_excluded(p) for p in decayed] == [False] * 3
+    assert [optimizers.is_excluded(p) for p in excluded] == [True] * 6
 
 
 @pytest.mark.parametrize("warmup,total", [(100, 1000), (10, 10000)])
 def test_schedule_values_and_config_round_trip(warmup, total):
     lr = 5e-4
-    schedule = opt_lib.LinearWarmupDecay(lr, warmup, total)
+    lr_at = schedule.LinearWarmupDecay(lr, warmup, total)
     steps = [0, warmup // 2, warmup, total // 2, total, total + 7]
     expected = [lr * max(0.0, 1 - s / total) * min(1.0, s / warmup) for s in steps]
-    got = [float(schedule(s)) for s in steps]
+    got = [float(lr_at(s)) for s in steps]
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
     assert got[0] == 0.0 and got[-2] == 0.0 and got[-1] == 0.0
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
-    assert restored.get_config() == schedule.get_config()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(lr_at))
+    assert restored.get_config() == lr_at.get_config()
     # power 2 and no warmup: (1 - s/T)^2 from the first step.
-    quad = opt_lib.LinearWarmupDecay(1.0, 0, 100, power=2.0)
+    quad = schedule.LinearWarmupDecay(1.0, 0, 100, power=2.0)
     np.testing.assert_allclose([float(quad(s)) for s in (0, 50, 100)], [1.0, 0.25, 0.0],
                                atol=1e-7)
 
@@ -121,14 +121,14 @@ def test_adamw_without_bias_correction_matches_numpy_for_three_steps_with_clippi
     model = _tiny_model()
     start = [v.numpy() for v in model.trainable_variables]
     cfg = OptimizerConfig(learning_rate=1e-2, warmup_steps=2, weight_decay=0.01, clip_norm=1.0)
-    optimizer = opt_lib.create_optimizer(cfg, train_steps=10)
-    assert isinstance(optimizer, opt_lib.AdamWeightDecay) and not optimizer.bias_correction
+    optimizer = optimizers.create_optimizer(cfg, train_steps=10)
+    assert isinstance(optimizer, optimizers.AdamWeightDecay) and not optimizer.bias_correction
     # Global norms 3 and 2 are clipped to 1; 0.5 is not.
     grads = _random_grads(model, 3, norms=[3.0, 0.5, 2.0])
     got, lrs = _run(optimizer, model, grads)
     np.testing.assert_allclose(lrs, [1e-2 * (1 - s / 10) * min(1, s / 2) for s in range(3)],
                                rtol=1e-6)
-    decay = [not opt_lib.is_excluded(v.path) for v in model.trainable_variables]
+    decay = [not optimizers.is_excluded(v.path) for v in model.trainable_variables]
     assert decay == [True, False, False, True, False, False]  # emb, gamma, beta, kernel, bias, ob
     want = _numpy_adam(start, grads, lrs, decay=decay, clip=1.0)
     for g, w, v in zip(got, want, model.trainable_variables):
@@ -138,11 +138,11 @@ def test_adamw_without_bias_correction_matches_numpy_for_three_steps_with_clippi
 def test_bias_correction_option_is_standard_adamw():
     model = _tiny_model()
     start = [v.numpy() for v in model.trainable_variables]
-    optimizer = opt_lib.AdamWeightDecay(learning_rate=1e-2, weight_decay_rate=0.1,
+    optimizer = optimizers.AdamWeightDecay(learning_rate=1e-2, weight_decay_rate=0.1,
                                         bias_correction=True)
     grads = _random_grads(model, 3, norms=[1.0, 2.0, 0.3])
     got, lrs = _run(optimizer, model, grads)
-    decay = [not opt_lib.is_excluded(v.path) for v in model.trainable_variables]
+    decay = [not optimizers.is_excluded(v.path) for v in model.trainable_variables]
     want = _numpy_adam(start, grads, lrs, decay=decay, wd=0.1, bias_correction=True)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-6)
@@ -155,7 +155,7 @@ def test_weight_decay_hits_embeddings_and_kernels_only():
     model = _tiny_model()
     start = {v.path: v.numpy() for v in model.trainable_variables}
     lr, wd = 0.1, 0.5
-    optimizer = opt_lib.AdamWeightDecay(learning_rate=lr, weight_decay_rate=wd)
+    optimizer = optimizers.AdamWeightDecay(learning_rate=lr, weight_decay_rate=wd)
     # Zero gradients: the Adam direction is 0, only the decay moves a variable.
     _run(optimizer, model, [[np.zeros(v.shape, "float32") for v in model.trainable_variables]])
     for v in model.trainable_variables:
@@ -172,8 +172,8 @@ def test_lamb_trust_ratio_matches_numpy_and_is_one_for_excluded():
     start = [v.numpy() for v in model.trainable_variables]
     cfg = OptimizerConfig(name="lamb", learning_rate=1e-2, warmup_steps=0, weight_decay=0.01,
                           clip_norm=0.0)
-    optimizer = opt_lib.create_optimizer(cfg, train_steps=100)
-    assert isinstance(optimizer, opt_lib.Lamb) and optimizer.bias_correction
+    optimizer = optimizers.create_optimizer(cfg, train_steps=100)
+    assert isinstance(optimizer, optimizers.Lamb) and optimizer.bias_correction
     grads = _random_grads(model, 3, norms=[1.0, 0.7, 1.5])
     got, lrs = _run(optimizer, model, grads)
     adapt = [optimizer.uses_layer_adaptation(v) for v in model.trainable_variables]
@@ -198,9 +198,9 @@ def test_gradient_accumulation_equals_one_large_batch():
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"),
                                   keras.layers.LayerNormalization(), keras.layers.Dense(3)])
         cfg = OptimizerConfig(learning_rate=0.05, warmup_steps=1, clip_norm=1.0)
-        optimizer = opt_lib.create_optimizer(cfg, train_steps=10)
+        optimizer = optimizers.create_optimizer(cfg, train_steps=10)
         optimizer.build(model.trainable_variables)
-        accumulator = opt_lib.GradientAccumulator(optimizer, model.trainable_variables, accum)
+        accumulator = accumulation.GradientAccumulator(optimizer, model.trainable_variables, accum)
 
         @tf.function
         def micro_step(xb, yb):
@@ -235,10 +235,10 @@ def test_gradient_accumulation_equals_one_large_batch():
 def test_loss_scale_halves_on_overflow_skips_the_step_and_grows_back():
     model = _tiny_model()
     cfg = OptimizerConfig(learning_rate=1e-2, warmup_steps=0)
-    optimizer = opt_lib.create_optimizer(cfg, 10, mixed_precision="mixed_float16",
+    optimizer = optimizers.create_optimizer(cfg, 10, mixed_precision="mixed_float16",
                                          initial_loss_scale=1024.0, dynamic_growth_steps=2)
-    assert isinstance(optimizer, opt_lib.LossScaleOptimizer)
-    assert isinstance(optimizer.inner_optimizer, opt_lib.AdamWeightDecay)
+    assert isinstance(optimizer, optimizers.LossScaleOptimizer)
+    assert isinstance(optimizer.inner_optimizer, optimizers.AdamWeightDecay)
     variables = model.trainable_variables
     optimizer.build(variables)
     np.testing.assert_allclose(float(optimizer.scale_loss(tf.constant(2.0))), 2048.0)
@@ -255,7 +255,7 @@ def test_loss_scale_halves_on_overflow_skips_the_step_and_grows_back():
     assert float(optimizer.dynamic_scale) == 512.0 and int(optimizer.iterations) == 1
     optimizer.apply([tf.constant(g * 512.0) for g in good[1]], variables)
     assert float(optimizer.dynamic_scale) == 1024.0 and int(optimizer.iterations) == 2
-    decay = [not opt_lib.is_excluded(v.path) for v in variables]
+    decay = [not optimizers.is_excluded(v.path) for v in variables]
     want = _numpy_adam(before, good, [1e-2 * (1 - s / 10) for s in range(2)], decay=decay,
                        clip=1.0)
     for w, v in zip(want, variables):
@@ -264,35 +264,35 @@ def test_loss_scale_halves_on_overflow_skips_the_step_and_grows_back():
 
 def test_configure_precision_and_bad_names():
     try:
-        assert opt_lib.configure_precision("mixed_bfloat16").compute_dtype == "bfloat16"
+        assert precision.configure_precision("mixed_bfloat16").compute_dtype == "bfloat16"
         assert keras.mixed_precision.global_policy().variable_dtype == "float32"
-        assert opt_lib.configure_precision("none").name == "float32"
+        assert precision.configure_precision("none").name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
     with pytest.raises(ValueError, match="mixed_precision='fp8'"):
-        opt_lib.configure_precision("fp8")
+        precision.configure_precision("fp8")
     with pytest.raises(ValueError, match="optimizer.name='sgd'"):
-        opt_lib.create_optimizer(OptimizerConfig(name="sgd"), 10)
-    bf16 = opt_lib.create_optimizer(OptimizerConfig(), 10, mixed_precision="mixed_bfloat16")
-    assert isinstance(bf16, opt_lib.AdamWeightDecay)  # bf16 needs no loss scaling
+        optimizers.create_optimizer(OptimizerConfig(name="sgd"), 10)
+    bf16 = optimizers.create_optimizer(OptimizerConfig(), 10, mixed_precision="mixed_bfloat16")
+    assert isinstance(bf16, optimizers.AdamWeightDecay)  # bf16 needs no loss scaling
 
 
 def test_optimizer_config_round_trip():
-    optimizer = opt_lib.create_optimizer(OptimizerConfig(name="lamb"), 100)
+    optimizer = optimizers.create_optimizer(OptimizerConfig(name="lamb"), 100)
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(optimizer))
-    assert type(restored) is opt_lib.Lamb
+    assert type(restored) is optimizers.Lamb
     assert restored.get_config() == optimizer.get_config()
     assert restored.get_config()["learning_rate"]["config"]["total_steps"] == 100
-    scaled = opt_lib.create_optimizer(OptimizerConfig(), 100, mixed_precision="mixed_float16")
+    scaled = optimizers.create_optimizer(OptimizerConfig(), 100, mixed_precision="mixed_float16")
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(scaled))
-    assert type(again) is opt_lib.LossScaleOptimizer
+    assert type(again) is optimizers.LossScaleOptimizer
     assert not again.inner_optimizer.sum_across_replicas  # the wrapper sums instead
 
 
 def test_model_flops_per_sequence_for_small():
     cfg = from_dict({})  # ELECTRA-Small defaults: D 12x256 (FFN 1024), G 12x64 (FFN 256), E 128
-    params = opt_lib.non_embedding_params(cfg)
+    params = flops.non_embedding_params(cfg)
     d_layer = 4 * (256 * 256 + 256) + 2 * 256 * 1024 + 1024 + 256 + 4 * 256
     g_layer = 4 * (64 * 64 + 64) + 2 * 64 * 256 + 256 + 64 + 4 * 64
     assert params["discriminator"] == (12 * d_layer + 128 * 256 + 256 + 256 * 256 + 256 + 257
@@ -300,7 +300,7 @@ def test_model_flops_per_sequence_for_small():
     assert params["generator"] == 12 * g_layer + 128 * 64 + 64 + 64 * 128 + 128 + 256 + 30522
     want = (6 * 128 * (params["discriminator"] + params["generator"])
             + 12 * 12 * 128 ** 2 * 256 + 12 * 12 * 128 ** 2 * 64)
-    assert opt_lib.model_flops_per_sequence(cfg) == want
+    assert flops.model_flops_per_sequence(cfg) == want
     assert 7e9 < want < 9e9  # ~8 GFLOP per 128-token sequence for both networks
 
 
@@ -314,10 +314,10 @@ def test_flops_params_and_decay_groups_match_the_real_pretrainer():
               "segment_embedding/embeddings")
     counted = sum(int(np.prod(v.shape)) for v in model.trainable_variables
                   if not v.path.endswith(tables))
-    params = opt_lib.non_embedding_params(cfg)
+    params = flops.non_embedding_params(cfg)
     assert counted == params["discriminator"] + params["generator"]
-    # Decayed: exactly the kernels and the embedding tables (SPEC 5).
-    optimizer = opt_lib.create_optimizer(OptimizerConfig(), 10)
+    # Decayed: exactly the kernels and the embedding tables (docs/architecture.md, "Optimisation").
+    optimizer = optimizers.create_optimizer(OptimizerConfig(), 10)
     optimizer.build(model.trainable_variables)
     for v in model.trainable_variables:
         want = v.path.endswith("/kernel") or v.path.endswith(tables)
@@ -326,7 +326,7 @@ def test_flops_params_and_decay_groups_match_the_real_pretrainer():
 
 def test_matmul_peak_is_consistent_with_a_timed_matmul():
     for dtype in ("float32", "bfloat16"):
-        peak = opt_lib.measure_matmul_peak(dtype, size=256, seconds=0.2)
+        peak = flops.measure_matmul_peak(dtype, size=256, seconds=0.2)
         assert 1e8 < peak < 1e13, dtype  # 0.1 GFLOP/s .. 10 TFLOP/s: a plausible CPU range
 
 
@@ -337,7 +337,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
         tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from electra_tf.config import OptimizerConfig
-    from electra_tf.training import optimization as opt_lib
+    from electra_tf.training import accumulation, flops, optimizers, precision, schedule
 
     rng = np.random.RandomState(0)
     x = rng.normal(size=(3, 8, 6)).astype("float32") * 4
@@ -349,10 +349,10 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
             model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4),
                                       keras.layers.LayerNormalization(), keras.layers.Dense(3)])
             cfg = OptimizerConfig(learning_rate=0.05, warmup_steps=1, clip_norm=0.5)
-            optimizer = opt_lib.create_optimizer(cfg, 10, mixed_precision=precision,
+            optimizer = optimizers.create_optimizer(cfg, 10, mixed_precision=precision,
                                                  initial_loss_scale=256.0)
             optimizer.build(model.trainable_variables)
-            accumulator = opt_lib.GradientAccumulator(optimizer, model.trainable_variables,
+            accumulator = accumulation.GradientAccumulator(optimizer, model.trainable_variables,
                                                       accum)
         replicas = strategy.num_replicas_in_sync
 

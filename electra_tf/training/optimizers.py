@@ -1,16 +1,16 @@
-"""Optimizers, learning-rate schedule and precision set-up for ELECTRA pretraining (SPEC 5).
+"""Optimizers for ELECTRA pretraining: the reference's AdamW (no bias correction), LAMB,
+and loss scaling that agrees across replicas.
 
 The reference (`model/optimization.py` of google-research/electra) trains with Adam plus
-decoupled weight decay and *no* bias correction, clips gradients by global norm 1.0, and runs a
-linear warmup and a linear decay together from step 0. Keras 3's `AdamW` always bias-corrects
-and its `exclude_from_weight_decay(var_names=...)` matches the short variable name (`gamma`,
-`bias`), which cannot tell a LayerNorm `gamma` by its layer; so `AdamWeightDecay` below
-overrides `update_step` and decides exclusion once per variable from its full Keras `path`
-(`.../self_attention_layer_norm/gamma`). Everything else (gradient accumulation, EMA,
-checkpointable slots, tf.distribute updates, dynamic loss scaling) is Keras 3's own machinery,
-with two fixes for custom loops under a strategy: gradients are summed across replicas before
-clipping and before the loss-scale overflow check, and gradient accumulation is a small helper
-(`GradientAccumulator`) because Keras' built-in one cannot run under MirroredStrategy.
+decoupled weight decay and *no* bias correction and clips gradients by global norm 1.0
+(docs/architecture.md, "Optimisation"). Keras 3's `AdamW` always bias-corrects and its
+`exclude_from_weight_decay(var_names=...)` matches the short variable name (`gamma`, `bias`),
+which cannot tell a LayerNorm `gamma` by its layer; so `AdamWeightDecay` below overrides
+`update_step` and decides exclusion once per variable from its full Keras `path`
+(`.../self_attention_layer_norm/gamma`). Everything else (checkpointable slots, tf.distribute
+updates, dynamic loss scaling) is Keras 3's own machinery, with one fix for custom loops
+under a strategy: gradients are summed across replicas before clipping and before the
+loss-scale overflow check.
 
 Example:
 
@@ -23,13 +23,15 @@ Example:
 from __future__ import annotations
 
 import re
-import time
 from typing import Iterable, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from electra_tf.training.precision import PRECISIONS
+from electra_tf.training.schedule import LinearWarmupDecay
+
 
 # Substrings of a variable's path that exclude it from weight decay and from LAMB's layer
 # adaptation: the reference's ["LayerNorm", "layer_norm", "bias"] (which also catches the
@@ -37,8 +39,6 @@ from keras import ops
 # the layer is called, so a last path component of exactly `gamma` or `beta` is excluded too.
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 _NORM_WEIGHT_NAMES = ("gamma", "beta")
-
-PRECISIONS = ("none", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _variable_path(variable) -> str:
@@ -60,56 +60,8 @@ def is_excluded(path: str, patterns: Sequence[str] = EXCLUDE_FROM_WEIGHT_DECAY) 
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
-class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Reference schedule: lr * (1 - step/total)^power * min(1, step/warmup).
-
-    Warmup and polynomial decay run together from step 0 (reference `optimization.py`: a
-    `polynomial_decay` to 0 multiplied by a linear warmup factor), and the rate stays 0 after
-    `total_steps`.
-
-    Args:
-        learning_rate: peak learning rate.
-        warmup_steps: steps of the linear warmup factor; 0 disables warmup.
-        total_steps: step at which the rate reaches 0.
-        power: exponent of the decay (1.0 = linear).
-
-    Example:
-
-    >>> s = LinearWarmupDecay(1e-3, warmup_steps=10, total_steps=100)
-    >>> round(float(s(5)), 7), round(float(s(50)), 7)
-    (0.000475, 0.0005)
-    """
-
-    def __init__(self, learning_rate, warmup_steps, total_steps, power=1.0):
-        if total_steps < 1:
-            raise ValueError(f"LinearWarmupDecay: total_steps={total_steps} must be >= 1")
-        if warmup_steps < 0:
-            raise ValueError(f"LinearWarmupDecay: warmup_steps={warmup_steps} must be >= 0")
-        self.learning_rate = float(learning_rate)
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = int(total_steps)
-        self.power = float(power)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        progress = ops.minimum(step / float(self.total_steps), 1.0)
-        decay = ops.power(1.0 - progress, self.power)
-        if self.warmup_steps > 0:
-            decay = decay * ops.minimum(1.0, step / float(self.warmup_steps))
-        return self.learning_rate * decay
-
-    def get_config(self):
-        return {
-            "learning_rate": self.learning_rate,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-            "power": self.power,
-        }
-
-
-@keras.saving.register_keras_serializable(package="electra_tf")
 class AdamWeightDecay(keras.optimizers.Optimizer):
-    """Adam with decoupled weight decay, without bias correction by default (SPEC 5).
+    """Adam with decoupled weight decay, without bias correction by default (docs/architecture.md, "Optimisation").
 
     update = m / (sqrt(v) + epsilon) + weight_decay_rate * param; param -= lr * update, with
     m, v the plain exponential moving averages of the reference `AdamWeightDecayOptimizer`.
@@ -257,7 +209,7 @@ class Lamb(AdamWeightDecay):
     """LAMB (You et al. 2019): Adam direction plus decay, scaled per variable by a trust ratio.
 
     ratio = ||param|| / ||update|| (1 where either norm is 0); param -= ratio * lr * update.
-    Variables matching `exclude_from_layer_adaptation` (LayerNorm, biases, SPEC 5) use ratio 1
+    Variables matching `exclude_from_layer_adaptation` (LayerNorm, biases; docs/architecture.md, "Optimisation") use ratio 1
     and, via `exclude_from_weight_decay`, no decay. Keras' own `keras.optimizers.Lamb` has no
     exclusion and no decoupled decay, hence this subclass. Bias correction is on by default,
     as in the LAMB paper.
@@ -360,84 +312,10 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         return super().apply(sum_across_replicas(grads), trainable_variables)
 
 
-class GradientAccumulator:
-    """Accumulates micro-batch gradients per replica; `apply` applies their mean.
-
-    Keras 3's `gradient_accumulation_steps` puts the update (which synchronises replicas)
-    inside a `cond`, which tf.distribute refuses in a custom loop under MirroredStrategy
-    ("merge_call called while defining a new graph"), so the accumulation is done here and
-    the train loop decides in Python when to apply. Create it inside the strategy scope after
-    building the optimizer. The sums are per-replica (SyncOnRead) variables; replicas
-    exchange gradients only once per update, in `optimizer.apply`. Accumulate gradients of the
-    *scaled* loss under mixed_float16: an overflow in any micro-batch makes the loss-scale
-    optimizer skip the whole update and halve the scale. The sums are not checkpointed:
-    save checkpoints only between updates, when they are zero.
-
-    Args:
-        optimizer: the optimizer from `create_optimizer`.
-        variables: the trainable variables, in the order the gradients come.
-        steps: micro-batches per update.
-
-    Example:
-
-    >>> # in strategy.run: accumulator.accumulate(tape.gradient(loss, variables)) per micro
-    >>> # batch, then accumulator.apply() once every `steps` micro-batches.
-    """
-
-    def __init__(self, optimizer, variables, steps: int):
-        if steps < 1:
-            raise ValueError(f"GradientAccumulator: steps={steps} must be >= 1")
-        self.optimizer = optimizer
-        self.variables = list(variables)
-        self.steps = int(steps)
-        self._sums = [
-            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False,
-                        synchronization=tf.VariableSynchronization.ON_READ,
-                        aggregation=tf.VariableAggregation.SUM,
-                        name=f"grad_accum_{i}")
-            for i, v in enumerate(self.variables)
-        ]
-
-    def accumulate(self, grads):
-        """Adds one micro-batch's gradients to this replica's sums.
-
-        Args:
-            grads: gradients aligned with `variables` (None entries are skipped).
-        """
-        for total, g in zip(self._sums, grads):
-            if g is not None:
-                total.assign_add(tf.cast(tf.convert_to_tensor(g), total.dtype))
-
-    def apply(self):
-        """Applies the mean of the accumulated gradients and zeroes the sums."""
-        mean = [total.read_value() / float(self.steps) for total in self._sums]
-        self.optimizer.apply(mean, self.variables)
-        for total in self._sums:
-            total.assign(tf.zeros_like(total))
-
-
-def configure_precision(name: str) -> keras.mixed_precision.DTypePolicy:
-    """Sets the Keras global dtype policy from `training.mixed_precision`.
-
-    `mixed_bfloat16` needs no loss scaling; `mixed_float16` does (see `create_optimizer`).
-
-    Args:
-        name: none | float32 | mixed_bfloat16 | mixed_float16.
-
-    Returns:
-        The policy now in force.
-    """
-    if name not in PRECISIONS:
-        raise ValueError(
-            f"mixed_precision={name!r} is not supported; use one of {', '.join(PRECISIONS)}")
-    keras.mixed_precision.set_global_policy("float32" if name == "none" else name)
-    return keras.mixed_precision.global_policy()
-
-
 def create_optimizer(opt_cfg, train_steps: int, *, mixed_precision: str = "none",
                      initial_loss_scale: float = 2.0 ** 15,
                      dynamic_growth_steps: int = 2000) -> keras.optimizers.Optimizer:
-    """Builds the pretraining optimizer from an `OptimizerConfig` (SPEC 5).
+    """Builds the pretraining optimizer from an `OptimizerConfig` (docs/architecture.md, "Optimisation").
 
     Build it (or call `optimizer.build(model.trainable_variables)`) inside the strategy scope
     before the first step (keras-team/keras#23085). Under `mixed_float16` the result is a
@@ -480,95 +358,3 @@ def create_optimizer(opt_cfg, train_steps: int, *, mixed_precision: str = "none"
             optimizer, initial_scale=initial_loss_scale,
             dynamic_growth_steps=dynamic_growth_steps)
     return optimizer
-
-
-# ---------------------------------------------------------------------------------------------
-# Throughput accounting (used by the trainer's MFU log line and by benchmarks/train_step.py).
-
-def _encoder_params(hidden: int, ffn: int, layers: int) -> int:
-    """Weights of `layers` post-LN BERT blocks: QKV+output, FFN, two LayerNorms."""
-    attention = 4 * (hidden * hidden + hidden)
-    feedforward = hidden * ffn + ffn + ffn * hidden + hidden
-    return layers * (attention + feedforward + 2 * 2 * hidden)
-
-
-def non_embedding_params(cfg) -> dict:
-    """Non-embedding weight counts of the discriminator and generator (SPEC 1-2).
-
-    Embedding tables (word, position, token type) are excluded, as is the generator's
-    output projection onto the tied word embeddings; projections, heads and the embedding
-    LayerNorm (counted with the discriminator) are included.
-
-    Args:
-        cfg: `electra_tf.config.ElectraConfig`.
-
-    Returns:
-        dict(discriminator=int, generator=int); generator is 0 for the `mlm` objective.
-    """
-    m = cfg.model
-    e, h = m.embedding_size, m.hidden_size
-    disc = _encoder_params(h, m.intermediate_size, m.num_layers)
-    disc += (e * h + h) if e != h else 0  # embeddings_project
-    disc += h * h + h + h + 1             # discriminator_predictions dense + dense_1
-    disc += 2 * e                         # the (shared) embedding LayerNorm
-    gen = 0
-    if cfg.objective.kind == "electra":
-        gh = cfg.generator_hidden_size()
-        gen = _encoder_params(gh, cfg.generator_intermediate_size(), cfg.generator_num_layers())
-        gen += (e * gh + gh) if e != gh else 0
-        gen += gh * e + e + 2 * e + m.vocab_size  # generator_predictions dense, LN, output_bias
-    return {"discriminator": disc, "generator": gen}
-
-
-def model_flops_per_sequence(cfg, seq_length: Optional[int] = None) -> float:
-    """Training FLOPs of one sequence: 6 * params * tokens + 12 * layers * seq^2 * hidden.
-
-    Summed over generator and discriminator, with non-embedding parameters
-    (`non_embedding_params`); the second term is attention's score and context matmuls
-    (forward + backward). This is the nanoGPT/PaLM accounting the trainer logs as MFU.
-
-    Args:
-        cfg: `electra_tf.config.ElectraConfig`.
-        seq_length: tokens per sequence (default `cfg.data.max_seq_length`).
-    """
-    s = seq_length or cfg.data.max_seq_length
-    params = non_embedding_params(cfg)
-    flops = 6.0 * params["discriminator"] * s
-    flops += 12.0 * cfg.model.num_layers * s * s * cfg.model.hidden_size
-    if params["generator"]:
-        flops += 6.0 * params["generator"] * s
-        flops += 12.0 * cfg.generator_num_layers() * s * s * cfg.generator_hidden_size()
-    return flops
-
-
-def measure_matmul_peak(dtype: str = "float32", size: int = 2048, seconds: float = 2.0) -> float:
-    """Measures this machine's dense matmul throughput in FLOP/s (the MFU denominator).
-
-    Times a jitted chain of `size x size` `tf.linalg.matmul`s in `dtype` on the default
-    device and returns the best of several repeats (the least disturbed by other load).
-
-    Args:
-        dtype: float32 | bfloat16 | float16.
-        size: matrix side.
-        seconds: approximate total time to spend measuring.
-    """
-    a = tf.random.stateless_normal([size, size], seed=[1, 2], dtype=tf.float32) / size ** 0.5
-    a = tf.cast(a, dtype)
-    inner = 4
-
-    @tf.function(jit_compile=False)
-    def chain(x):
-        for _ in range(inner):
-            x = tf.linalg.matmul(x, a)
-        return x
-
-    chain(a).numpy()  # build and warm up
-    flops_per_call = inner * 2.0 * size ** 3
-    best, spent = 0.0, 0.0
-    while spent < seconds or best == 0.0:
-        start = time.perf_counter()
-        chain(a)[0, 0].numpy()  # waits for the result
-        elapsed = time.perf_counter() - start
-        spent += elapsed
-        best = max(best, flops_per_call / elapsed)
-    return best
