@@ -10,11 +10,13 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["electra_tf", "electra_tf.*"]),
-    # One consistent set (DESIGN.md): these resolve together; constraints.txt pins the rest.
+    # One consistent set (docs/architecture.md, "Facts about the stack"): these resolve together; constraints.txt pins the rest.
     install_requires=[
         "tensorflow==2.20.*",
         "tensorflow-text==2.20.*",
-        "keras>=3.10,<4",
+        # Minor versions pinned: modeling/dropout.py reaches into keras-hub's TransformerEncoder
+        # layout as of these releases (and checks it), so upgrades are deliberate.
+        "keras==3.15.*",
         "keras-hub==0.32.*",
         "tf-models-official==2.20.0",
         # tensorflow-model-optimization (via tf-models-official) holds absl-py at ~=1.2.

@@ -1,5 +1,6 @@
-"""Networks (SPEC 2): sizes, names, embedding sharing and its gradients, exact GELU, masks."""
+"""Networks (docs/architecture.md, "Model"): sizes, names, embedding sharing and its gradients, exact GELU, masks."""
 
+import json
 import math
 
 import keras
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.config import from_dict
-from electra_tf.modeling import ElectraPretrainer, gelu_exact
+from electra_tf.config import ConfigError, from_dict
+from electra_tf.modeling import (ElectraDiscriminator, ElectraEncoder, ElectraPretrainer,
+                                 ReplacedTokenDetectionHead, gelu_exact)
 
 from conftest import tiny_batch as _batch
 
@@ -70,8 +72,8 @@ def test_sizes_names_and_no_pooler():
         "discriminator/embeddings_project/kernel": (E, H),
         "discriminator/transformer_layer_1/self_attention_layer/query/kernel": (H, 2, H // 2),
         "discriminator/transformer_layer_1/feedforward_intermediate_dense/kernel": (H, 64),
-        "discriminator/discriminator_predictions_dense/kernel": (H, H),
-        "discriminator/discriminator_predictions_dense_prediction/kernel": (H, 1),
+        "discriminator/discriminator_predictions/dense/kernel": (H, H),
+        "discriminator/discriminator_predictions/dense_prediction/kernel": (H, 1),
         "generator/transformer_layer_1/self_attention_layer/query/kernel": (hg, 1, hg),
         "generator/transformer_layer_1/feedforward_intermediate_dense/kernel": (hg, 4 * hg),
         "generator_predictions/intermediate_dense/kernel": (hg, E),
@@ -156,7 +158,7 @@ def test_exact_gelu_in_heads_and_transformer_layers():
 
     model = ElectraPretrainer(_config())
     rng = np.random.default_rng(0)
-    for layer in (model.discriminator.get_layer("discriminator_predictions_dense"),
+    for layer in (model.discriminator.get_layer("discriminator_predictions").dense,
                   model.discriminator.get_layer("transformer_layer_0")
                   ._feedforward_intermediate_dense,
                   model.masked_lm_head._intermediate_dense):
@@ -181,14 +183,40 @@ def test_mixed_bfloat16_gives_float32_losses_and_logits():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_config_round_trip_and_dropout_rule():
+def test_config_round_trip_of_pretrainer():
     model = ElectraPretrainer(_config("untied"), mask_id=7)
     clone = ElectraPretrainer.from_config(model.get_config())
     assert clone.mask_id == 7
     assert [v.path for v in clone.trainable_variables] == [
         v.path for v in model.trainable_variables]
-    cfg = _config()
-    cfg.model.attention_dropout = 0.2
-    with pytest.raises(ValueError, match="attention_dropout=0.2 differs") as err:
-        ElectraPretrainer(cfg)
-    assert "\n" not in str(err.value)
+
+
+def test_encoder_and_discriminator_are_keras_classes_that_round_trip():
+    """Each network is a Keras class whose saved config rebuilds it alone (no pretrainer,
+    no forward pass), and the rebuilt one computes the same function once weights are set."""
+    model = ElectraPretrainer(_config())
+    disc = model.discriminator
+    assert isinstance(disc, ElectraDiscriminator) and isinstance(disc.encoder, ElectraEncoder)
+    assert isinstance(model.generator, ElectraEncoder)
+    config = keras.saving.serialize_keras_object(disc)
+    clone = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
+    assert type(clone) is ElectraDiscriminator
+    assert clone.encoder.get_config() == disc.encoder.get_config()
+    assert clone.encoder.get_config()["hidden_size"] == H
+    assert [tuple(v.shape) for v in clone.weights] == [tuple(v.shape) for v in disc.weights]
+    assert clone.count_params() == disc.count_params()
+    clone.set_weights(disc.get_weights())
+    np.testing.assert_allclose(clone(_batch()).numpy(), disc(_batch()).numpy(), atol=1e-6)
+    # The generator encoder alone, at the generator's size (hidden_fraction 0.5).
+    gen_config = model.generator.get_config()
+    assert (gen_config["hidden_size"], gen_config["num_heads"]) == (16, 1)
+    gen = ElectraEncoder.from_config(gen_config)
+    assert gen(_batch()).shape == (B, S, 16)
+    head = ReplacedTokenDetectionHead.from_config(disc.head.get_config())
+    assert head(np.zeros((B, S, H), "float32")).shape == (B, S)
+
+
+def test_attention_dropout_must_equal_hidden_dropout_in_config():
+    with pytest.raises(ConfigError, match="model.attention_dropout=0.2 is invalid") as err:
+        from_dict({"model": {"attention_dropout": 0.2, "hidden_dropout": 0.1}})
+    assert "\n" not in str(err.value) and "hidden_dropout (0.1)" in str(err.value)

@@ -135,8 +135,8 @@ def copy_weights_to_model_garden(ours, mg):
     <- `transformer_layer_i/*` (names in `_BLOCK_NAMES`; both use [hidden, heads, head_dim]
     attention kernels); `generator_masked_lm/{transform/dense, transform/LayerNorm,
     output_bias}` <- `generator_predictions/{intermediate_dense, intermediate_layer_norm,
-    output_bias}`; `discriminator_projection_head` <- `discriminator_predictions_dense`;
-    the final `dense` <- `discriminator_predictions_dense_prediction`.
+    output_bias}`; `discriminator_projection_head` <- `discriminator_predictions/dense`;
+    the final `dense` <- `discriminator_predictions/dense_prediction`.
     """
     assigned = set()
 
@@ -171,8 +171,8 @@ def copy_weights_to_model_garden(ours, mg):
     assign(mg.masked_lm.layer_norm.gamma, head._intermediate_layer_norm.gamma)
     assign(mg.masked_lm.layer_norm.beta, head._intermediate_layer_norm.beta)
     assign(mg.masked_lm.bias, head._bias)
-    dense = ours.discriminator.get_layer("discriminator_predictions_dense")
-    prediction = ours.discriminator.get_layer("discriminator_predictions_dense_prediction")
+    dense = ours.discriminator.head.dense
+    prediction = ours.discriminator.head.dense_prediction
     assign(mg.discriminator_projection.kernel, dense.kernel)
     assign(mg.discriminator_projection.bias, dense.bias)
     assign(mg.discriminator_head.kernel, prediction.kernel)

@@ -58,7 +58,7 @@ class FastDropout(keras.layers.Dropout):
     Example:
 
     >>> FastDropout(0.1)(np.ones((2, 8), "float32"), training=True).shape
-    (2, 8)
+    TensorShape([2, 8])
     """
 
     def call(self, inputs, training=False):
@@ -67,22 +67,59 @@ class FastDropout(keras.layers.Dropout):
         return fast_dropout(inputs, self.rate, self.seed_generator.next())
 
 
-def use_fast_dropout(model):
-    """Makes every plain `keras.layers.Dropout` inside `model` a `FastDropout`, in place.
+# The Dropout layers keras-hub's `TransformerEncoder.build` creates itself (keras-hub 0.32;
+# Keras 3 `MultiHeadAttention` makes `_dropout_layer`): (owner attribute path, attribute).
+_TRANSFORMER_DROPOUTS = (
+    ((), "_self_attention_dropout"),
+    ((), "_feedforward_dropout"),
+    (("_self_attention_layer",), "_dropout_layer"),
+)
 
-    keras-hub's TransformerEncoder and Keras' MultiHeadAttention create their Dropout layers
-    themselves, so they are switched after building (the class only; the layer's rate,
-    name and seed state stay, so checkpoints and determinism are unaffected).
+
+def use_fast_dropout_in_transformer_layer(layer) -> int:
+    """Replaces the three Dropout layers inside a built keras-hub `TransformerEncoder`.
+
+    keras-hub builds its attention-probability, attention-output and feed-forward Dropout
+    layers inside `build()`, so they cannot be passed in. This is the one place where the
+    package reaches into keras-hub's internals: it replaces exactly those three attributes
+    (same rate and name) through Keras' layer tracker, and raises if keras-hub's layout is
+    not the one this was written for (Keras and keras-hub are pinned to tested minor
+    versions in setup.py), so an upgrade fails loudly instead of training silently slower.
 
     Args:
-        model: a built Keras layer or model.
+        layer: a built `keras_hub.layers.TransformerEncoder`.
 
     Returns:
-        The number of layers switched.
+        The number of layers replaced (3).
+
+    Example:
+
+    >>> block = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
+    >>> block.build((None, None, 4))
+    >>> use_fast_dropout_in_transformer_layer(block)
+    3
+    >>> type(block._feedforward_dropout).__name__
+    'FastDropout'
     """
-    switched = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if type(layer) is keras.layers.Dropout:
-            layer.__class__ = FastDropout
-            switched += 1
-    return switched
+    if not layer.built:
+        raise ValueError(f"{layer.name}: build the TransformerEncoder before replacing its "
+                         "dropout layers")
+    replaced = 0
+    for owner_path, attribute in _TRANSFORMER_DROPOUTS:
+        owner = layer
+        for name in owner_path:
+            owner = getattr(owner, name, None)
+        old = getattr(owner, attribute, None)
+        if type(old) is not keras.layers.Dropout:  # pylint: disable=unidiomatic-typecheck
+            raise TypeError(
+                f"{layer.name}: expected a keras.layers.Dropout at "
+                f"{'.'.join(owner_path + (attribute,))}, found {type(old).__name__}; the "
+                "installed keras-hub/Keras differ from the versions electra_tf was tested "
+                "with (see setup.py)")
+        new = FastDropout(old.rate, noise_shape=old.noise_shape, seed=old.seed,
+                          dtype=old.dtype_policy, name=old.name)
+        # Same slot in the owner's layer list, so layer order (and checkpoints) stay put.
+        owner._tracker.replace_tracked_value("layers", old, new)  # pylint: disable=protected-access
+        setattr(owner, attribute, new)
+        replaced += 1
+    return replaced

@@ -1,4 +1,4 @@
-"""The ELECTRA embedding block (SPEC 2): word + position + token-type, LayerNorm, dropout.
+"""The ELECTRA embedding block (docs/architecture.md, "Model"): word + position + token-type, LayerNorm, dropout.
 
 One block is shared by the generator and the discriminator (`tied`, the reference
 default); `untied` builds two; `gdes` gives the discriminator its own block whose word
@@ -9,6 +9,8 @@ embedding sharing), via `GdesTokenEmbedding`.
 import keras
 import keras_hub
 from keras import ops
+
+from electra_tf.modeling.dropout import FastDropout
 
 
 class GdesTokenEmbedding(keras.layers.Layer):
@@ -27,7 +29,7 @@ class GdesTokenEmbedding(keras.layers.Layer):
     >>> table = keras_hub.layers.ReversibleEmbedding(100, 8)
     >>> gdes = GdesTokenEmbedding(table)
     >>> gdes(np.zeros((2, 5), "int32")).shape
-    (2, 5, 8)
+    TensorShape([2, 5, 8])
     """
 
     def __init__(self, source, **kwargs):
@@ -57,7 +59,7 @@ class GdesTokenEmbedding(keras.layers.Layer):
 class ElectraEmbeddings(keras.layers.Layer):
     """Word, position and token-type embeddings summed, then LayerNorm and dropout.
 
-    Sub-layer names map 1:1 to the reference checkpoint (SPEC 9):
+    Sub-layer names map 1:1 to the reference checkpoint (docs/architecture.md, "Checkpoint names"):
     `token_embedding` = `embeddings/word_embeddings`, `position_embedding` =
     `position_embeddings`, `segment_embedding` = `token_type_embeddings`,
     `embeddings_layer_norm` = `embeddings/LayerNorm`.
@@ -78,7 +80,7 @@ class ElectraEmbeddings(keras.layers.Layer):
 
     >>> emb = ElectraEmbeddings(100, 16, 32, 2, 0.1, 0.02, 1e-12)
     >>> emb(np.ones((2, 8), "int32"), np.zeros((2, 8), "int32")).shape
-    (2, 8, 16)
+    TensorShape([2, 8, 16])
     """
 
     def __init__(
@@ -117,7 +119,7 @@ class ElectraEmbeddings(keras.layers.Layer):
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy,
             name="embeddings_layer_norm")
-        self.embeddings_dropout = keras.layers.Dropout(
+        self.embeddings_dropout = FastDropout(
             dropout, dtype=self.dtype_policy, name="embeddings_dropout")
 
     def build(self, token_ids_shape=None, segment_ids_shape=None):

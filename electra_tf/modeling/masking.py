@@ -1,4 +1,4 @@
-"""Dynamic masking for ELECTRA's generator (SPEC 3), redrawn at every step inside the model.
+"""Dynamic masking for ELECTRA's generator (docs/architecture.md, "Masking"), redrawn at every step inside the model.
 
 Follows the reference `pretrain/pretrain_helpers.py::mask`: candidates exclude [CLS],
 [SEP], [MASK] and padding; `k = max(1, min(N, round(mask_prob * non_pad_tokens)))`
@@ -60,8 +60,13 @@ def mask_tokens(token_ids, padding_mask, seed, *, mask_id, special_ids, mask_pro
 
     Example:
 
-    >>> out = mask_tokens(ids, mask, tf.constant([1, 2]), mask_id=4,
-    ...                   special_ids=(0, 2, 3, 4), mask_prob=0.15, max_predictions=19)
+    >>> ids = tf.constant([[2, 10, 11, 12, 13, 14, 15, 3, 0, 0]])
+    >>> out = mask_tokens(ids, tf.cast(ids > 0, tf.int32), tf.constant([1, 2]), mask_id=4,
+    ...                   special_ids=(0, 2, 3, 4), mask_prob=0.15, max_predictions=3)
+    >>> out["masked_lm_weights"].numpy().tolist()  # round(0.15 * 8 tokens) = 1 position
+    [[1.0, 0.0, 0.0]]
+    >>> int(out["masked_lm_positions"][0, 0]) in range(1, 7)  # never [CLS], [SEP], padding
+    True
     """
     token_ids = tf.cast(token_ids, tf.int32)
     is_token = tf.cast(padding_mask, tf.bool)

@@ -1,4 +1,4 @@
-"""ElectraPretrainer: generator + discriminator and the whole ELECTRA objective (SPEC 2-4).
+"""ElectraPretrainer: generator + discriminator and the whole ELECTRA objective (docs/architecture.md).
 
 `compute_losses` reads top to bottom like the paper: mask, run the generator, sample,
 build the fake input, run the discriminator, two losses, their weighted sum.
@@ -8,10 +8,10 @@ import keras
 import tensorflow as tf
 
 from electra_tf import config as config_lib
-from electra_tf.modeling.dropout import use_fast_dropout
+from electra_tf.modeling.discriminator import ElectraDiscriminator
 from electra_tf.modeling.embeddings import ElectraEmbeddings, GdesTokenEmbedding
-from electra_tf.modeling.encoder import build_encoder
-from electra_tf.modeling.heads import build_discriminator, build_masked_lm_head
+from electra_tf.modeling.encoder import ElectraEncoder
+from electra_tf.modeling.heads import masked_lm_head
 from electra_tf.modeling.masking import mask_tokens, scatter_max_at_positions
 from electra_tf.modeling.sampling import gumbel_max_sample
 
@@ -45,21 +45,22 @@ class ElectraPretrainer(keras.Model):
 
     Example:
 
-    >>> cfg = load_config("configs/electra_tiny.yaml", ["model.vocab_size=100"])
+    >>> from electra_tf.config import from_dict
+    >>> cfg = from_dict({"model": dict(vocab_size=100, embedding_size=16, hidden_size=32,
+    ...                                num_layers=1, num_heads=2, intermediate_size=64),
+    ...                  "data": dict(max_seq_length=8)})
     >>> model = ElectraPretrainer(cfg)
+    >>> ids = np.array([[2, 10, 11, 12, 13, 14, 3, 0]] * 2, "int32")
+    >>> batch = {"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": (ids > 0) * 1}
     >>> out = model.compute_losses(batch, tf.constant([0, 1]))
-    >>> float(out["loss"])
+    >>> sorted(out)[:3], out["loss"].dtype
+    (['disc_accuracy', 'disc_labels', 'disc_loss'], tf.float32)
     """
 
     def __init__(self, config, *, pad_id=0, cls_id=2, sep_id=3, mask_id=4, **kwargs):
         kwargs.setdefault("name", "electra_pretrainer")
         super().__init__(**kwargs)
         m, objective = config.model, config.objective
-        if m.attention_dropout != m.hidden_dropout:
-            raise ValueError(
-                f"model.attention_dropout={m.attention_dropout} differs from "
-                f"model.hidden_dropout={m.hidden_dropout}; keras-hub's TransformerEncoder "
-                f"takes one dropout rate: set both to the same value")
         self.electra_config = config
         self.pad_id, self.cls_id, self.sep_id, self.mask_id = pad_id, cls_id, sep_id, mask_id
 
@@ -69,16 +70,9 @@ class ElectraPretrainer(keras.Model):
                 m.type_vocab_size, m.hidden_dropout, m.initializer_range,
                 m.layer_norm_epsilon, token_embedding=token_embedding, name=name)
 
-        def encoder(block, hidden, layers, heads, ffn, name):
-            return build_encoder(
-                block, hidden_size=hidden, num_layers=layers, num_heads=heads,
-                intermediate_size=ffn, dropout=m.hidden_dropout,
-                initializer_range=m.initializer_range,
-                layer_norm_epsilon=m.layer_norm_epsilon, name=name)
-
         sharing = m.embedding_sharing
         if objective.kind == "mlm" or sharing == "tied":
-            # One block for both networks (reference default; SPEC 2).
+            # One block for both networks (the reference default).
             self.generator_embeddings = embeddings("embeddings")
             self.discriminator_embeddings = self.generator_embeddings
         else:
@@ -89,38 +83,36 @@ class ElectraPretrainer(keras.Model):
                     self.generator_embeddings.token_embedding, name="token_embedding")
             self.discriminator_embeddings = embeddings("embeddings", token_embedding)
         # Built here, outside the networks' name scopes, so that variable paths read
-        # `embeddings/...` (shared) or `generator_embeddings/...`, as in SPEC 9.
+        # `embeddings/...` (shared) or `generator_embeddings/...`, as in the reference.
         for block in (self.generator_embeddings, self.discriminator_embeddings):
             if not block.built:
                 block.build((None, None))
 
         with keras.name_scope("discriminator"):
-            self.discriminator_encoder = encoder(
-                self.discriminator_embeddings, m.hidden_size, m.num_layers, m.num_heads,
-                m.intermediate_size, "discriminator_encoder")
+            if objective.kind == "mlm":
+                self.discriminator_encoder = ElectraEncoder.from_electra_config(
+                    config, "discriminator", self.discriminator_embeddings)
+                self.discriminator = self.discriminator_encoder
+            else:
+                self.discriminator = ElectraDiscriminator.from_electra_config(
+                    config, self.discriminator_embeddings)
+                self.discriminator_encoder = self.discriminator.encoder
         if objective.kind == "mlm":
             self.generator = None
-            self.discriminator = self.discriminator_encoder
             mlm_width = m.hidden_size
         else:
             with keras.name_scope("generator"):
-                self.generator = encoder(
-                    self.generator_embeddings, config.generator_hidden_size(),
-                    config.generator_num_layers(), config.generator_num_heads(),
-                    config.generator_intermediate_size(), "generator")
-            with keras.name_scope("discriminator"):
-                self.discriminator = build_discriminator(
-                    self.discriminator_encoder, initializer_range=m.initializer_range)
+                self.generator = ElectraEncoder.from_electra_config(
+                    config, "generator", self.generator_embeddings)
             mlm_width = config.generator_hidden_size()
-        self.masked_lm_head = build_masked_lm_head(
+        self.masked_lm_head = masked_lm_head(
             self.generator_embeddings.token_embedding,
             initializer_range=m.initializer_range,
             layer_norm_epsilon=m.layer_norm_epsilon,
             name="generator_predictions")
         self.masked_lm_head.build((None, None, mlm_width))
-        # Keras' dropout draws one Philox uniform per element in the compute dtype; the
-        # 16-bit mask of `FastDropout` is ~2x cheaper (see modeling/dropout.py).
-        use_fast_dropout(self)
+        # Every variable exists now: a checkpoint restores without a forward pass.
+        self.built = True
 
     def call(self, inputs, training=False):
         """Discriminator logits [B, S] (sequence output for the `mlm` objective)."""
@@ -152,7 +144,7 @@ class ElectraPretrainer(keras.Model):
         mask_seed, sample_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
 
-        # 1. Dynamic masking (SPEC 3).
+        # 1. Dynamic masking (docs/architecture.md, "Masking").
         if masked is None:
             masked = mask_tokens(
                 token_ids, padding_mask, mask_seed, mask_id=self.mask_id,
@@ -182,7 +174,7 @@ class ElectraPretrainer(keras.Model):
         if self.generator is None:
             return self._mlm_only_outputs(out, is_token)
 
-        # 3. Sample replacements from the generator: Gumbel-max, no gradient (SPEC 4).
+        # 3. Sample replacements from the generator: Gumbel-max, no gradient (docs/architecture.md, "Sampling, labels and losses").
         if sampled_token_ids is None:
             sampled_token_ids = gumbel_max_sample(
                 mlm_logits, sample_seed, temperature=objective.temperature,

@@ -1,4 +1,4 @@
-"""Gumbel-max sampling from the generator's logits (SPEC 4)."""
+"""Gumbel-max sampling from the generator's logits (docs/architecture.md, "Sampling, labels and losses")."""
 
 import tensorflow as tf
 
