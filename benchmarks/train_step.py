@@ -2,13 +2,15 @@
 
 Prints ONE JSON line: sequences/s of each, their ratio, and model-FLOPs utilisation against a
 matmul peak measured inside each worker around its timed steps (same machine load). Model
-FLOPs per sequence come from `electra_tf.training.optimization.model_flops_per_sequence`
+FLOPs per sequence come from `electra_tf.training.flops.model_flops_per_sequence`
 (6 x non-embedding params x tokens + 12 x layers x seq^2 x hidden, generator and
 discriminator); both networks have the same architecture, so the same count serves both.
 
-OURS is the trainer's step: `ElectraPretrainer.compute_losses` (masking and sampling inside the
-step) and gradients in a `tf.function` (optionally XLA-compiled), then the optimizer from
-`create_optimizer` (reference AdamW, global-norm clip 1.0). MODEL GARDEN is
+OURS is the trainer's own step, `electra_tf.training.step.PretrainingStep.train_loop` (the
+function `trainer.train` runs): masking and sampling inside the step, the loss divided over
+replicas, dense gradients (optionally XLA-compiled), the cross-replica sum before global-norm
+clipping and the reference AdamW from `create_optimizer`, reading batches from a tf.data
+iterator. MODEL GARDEN is
 `official.nlp.modeling.models.ElectraPretrainer` with two `BertEncoder`s of the same sizes
 (tied embeddings, as its ELECTRA task does), its ELECTRA losses and its `AdamWeightDecay`
 (clip 1.0). It is tf_keras based, so it runs in a subprocess with TF_USE_LEGACY_KERAS=1; its
@@ -91,7 +93,7 @@ def _time_steps(step, *args, precision="fp32"):
     """
     import numpy as np
     sys.path.insert(0, REPO_ROOT)
-    from electra_tf.training.optimization import measure_matmul_peak
+    from electra_tf.training.flops import measure_matmul_peak
     dtype = "bfloat16" if precision == "bf16" else "float32"
     for _ in range(FLAGS.warmup_steps):
         np.asarray(step(*args))
@@ -106,42 +108,40 @@ def _time_steps(step, *args, precision="fp32"):
 
 
 def worker_ours():
-    """Times the trainer's step: compute_losses + gradients (+XLA) + our optimizer."""
+    """Times the trainer's own step: `PretrainingStep.train_loop`, one step per call."""
     import numpy as np
     import tensorflow as tf
     _set_threads()
     cfg = _load_config()
-    from electra_tf.modeling.pretrainer import ElectraPretrainer
-    from electra_tf.training import optimization
-    optimization.configure_precision(
-        "mixed_bfloat16" if FLAGS.precision == "bf16" else "none")
-    model = ElectraPretrainer(cfg)
-    optimizer = optimization.create_optimizer(cfg.optimizer, 1000)
-    trainable = model.trainable_variables
-    optimizer.build(trainable)
+    from electra_tf.training import precision, step as step_lib
+    precision.configure_precision("mixed_bfloat16" if FLAGS.precision == "bf16" else "none")
+    cfg.training.jit_compile = FLAGS.jit_compile
+    strategy = tf.distribute.get_strategy()
+    # A synthetic vocabulary of the config's size (specials first): speed depends on shapes.
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [f"w{i}" for i in range(cfg.model.vocab_size - len(tokens))]
+    state = step_lib.create_train_state(cfg, tokens, strategy)
+    layout = step_lib.BatchLayout.plan(global_batch=FLAGS.batch_size, num_replicas=1,
+                                       num_local_replicas=1)
+    pretraining_step = step_lib.PretrainingStep(
+        state["model"], state["optimizer"], strategy, layout, step=state["step"],
+        rng=tf.random.Generator.from_seed(0), accumulator=state["accumulator"],
+        jit_compile=FLAGS.jit_compile)
     ids, segments, mask = _random_batch(cfg, np)
     batch = {"token_ids": tf.constant(ids), "segment_ids": tf.constant(segments),
              "padding_mask": tf.constant(mask)}
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    one = tf.constant(1, tf.int32)
 
-    @tf.function(jit_compile=FLAGS.jit_compile)
-    def compute_gradients(batch, seed):
-        with tf.GradientTape() as tape:
-            loss = model.compute_losses(batch, seed, training=True)["loss"]
-            scaled = optimizer.scale_loss(loss)
-        return tape.gradient(scaled, trainable), loss
-
-    @tf.function
-    def step(batch, seed):
-        grads, loss = compute_gradients(batch, seed)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, trainable)]
-        optimizer.apply(grads, trainable)
-        return loss
+    def step(iterator, num_steps):
+        totals, _ = pretraining_step.train_loop(iterator, num_steps)
+        return totals
 
     start = time.perf_counter()
-    np.asarray(step(batch, tf.constant([1, 2], tf.int64)))
+    np.asarray(step(iterator, one))
     build_s = time.perf_counter() - start
-    result = _time_steps(step, batch, tf.constant([3, 4], tf.int64), precision=FLAGS.precision)
-    params = int(sum(np.prod(v.shape) for v in trainable))
+    result = _time_steps(step, iterator, one, precision=FLAGS.precision)
+    params = int(sum(np.prod(v.shape) for v in state["model"].trainable_variables))
     return dict(result, first_step_s=build_s, params=params)
 
 
@@ -252,7 +252,7 @@ def main(argv):
     if FLAGS.steps < 1 or FLAGS.rounds < 1 or FLAGS.batch_size < 1:
         raise BenchmarkError("--steps, --rounds and --batch_size must be >= 1")
     cfg = _load_config()
-    from electra_tf.training import optimization
+    from electra_tf.training import flops as flops_lib
     mg_precision = FLAGS.mg_precision or FLAGS.precision
     which = ["ours", "mg"] if FLAGS.which == "both" else [FLAGS.which]
     runs = {w: [] for w in which}
@@ -262,7 +262,7 @@ def main(argv):
             runs[w].append(_run_worker(w, sys.argv))
             print(f"round {r} {w}: median step {statistics.median(runs[w][-1]['times']):.3f} s",
                   file=sys.stderr, flush=True)
-    flops = optimization.model_flops_per_sequence(cfg)
+    flops = flops_lib.model_flops_per_sequence(cfg)
     result = {"benchmark": "train_step", "config": os.path.basename(FLAGS.config),
               "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length,
               "precision": FLAGS.precision, "mg_precision": mg_precision,

@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Discriminator size and the embedding block shared with the generator (SPEC 1-2)."""
+    """Discriminator size and the embedding block shared with the generator (docs/architecture.md, "Model sizes")."""
 
     vocab_size: int = 30522
     embedding_size: int = 128
@@ -48,7 +48,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class GeneratorConfig:
-    """Generator size relative to the discriminator (SPEC 1).
+    """Generator size relative to the discriminator (docs/architecture.md, "Model sizes").
 
     hidden = round(D hidden * hidden_fraction), heads = max(1, hidden // 64),
     FFN = 4 * hidden. `num_layers` None means the discriminator's layer count.
@@ -60,7 +60,7 @@ class GeneratorConfig:
 
 @dataclasses.dataclass
 class ObjectiveConfig:
-    """Masking, sampling and loss weights (SPEC 3-4)."""
+    """Masking, sampling and loss weights (docs/architecture.md, "Masking")."""
 
     # electra: generator + discriminator; mlm: BERT-style masked LM at the discriminator's size.
     kind: str = "electra"
@@ -85,7 +85,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class OptimizerConfig:
-    """Reference `model/optimization.py`: Adam with decoupled decay, no bias correction (SPEC 5)."""
+    """Reference `model/optimization.py`: Adam with decoupled decay, no bias correction (docs/architecture.md, "Optimisation")."""
 
     name: str = "adamw"
     learning_rate: float = 5e-4
@@ -120,6 +120,26 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how the run executes; may change between a run and its resume.
+
+    The flags follow Model Garden's `distribute_utils`: `strategy` one_device | mirrored |
+    multi_worker_mirrored | tpu, `num_gpus`, `all_reduce_alg`, `tpu`.
+    """
+
+    strategy: str = "one_device"
+    num_gpus: int = 0
+    # Split the CPU into this many logical devices (multi-device runs without GPUs).
+    num_cpu_devices: int = 0
+    all_reduce_alg: Optional[str] = None
+    tpu: Optional[str] = None
+    # Per-device peak TFLOP/s for the MFU figure; null measures the matmul peak at start.
+    peak_tflops: Optional[float] = None
+    # TF op determinism: bit-exact reruns and resumes on CPU, at some speed cost.
+    deterministic: bool = False
+
+
+@dataclasses.dataclass
 class ElectraConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
@@ -127,8 +147,9 @@ class ElectraConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
-    # Derived sizes (SPEC 1). Kept as methods so the YAML holds only free choices.
+    # Derived sizes (docs/architecture.md, "Model sizes"). Kept as methods so the YAML holds only free choices.
     def generator_hidden_size(self) -> int:
         return max(1, int(round(self.model.hidden_size * self.generator.hidden_fraction)))
 
@@ -150,6 +171,7 @@ _CHOICES = {
     ("objective", "kind"): ("electra", "mlm"),
     ("optimizer", "name"): ("adamw", "lamb"),
     ("training", "mixed_precision"): ("none", "mixed_bfloat16", "mixed_float16"),
+    ("runtime", "strategy"): ("one_device", "mirrored", "multi_worker_mirrored", "tpu"),
 }
 
 
@@ -228,6 +250,10 @@ def validate(cfg: ElectraConfig, source: str = "config") -> ElectraConfig:
     for key in ("hidden_dropout", "attention_dropout"):
         if not 0.0 <= getattr(m, key) < 1.0:
             fail(f"model.{key}", getattr(m, key), "a probability in [0, 1)")
+    if m.attention_dropout != m.hidden_dropout:
+        fail("model.attention_dropout", m.attention_dropout,
+             f"the value of model.hidden_dropout ({m.hidden_dropout}): keras-hub's "
+             "TransformerEncoder takes one dropout rate for both")
     if m.layer_norm_epsilon <= 0 or m.initializer_range <= 0:
         fail("model.layer_norm_epsilon/initializer_range",
              (m.layer_norm_epsilon, m.initializer_range), "positive numbers")
@@ -288,6 +314,13 @@ def validate(cfg: ElectraConfig, source: str = "config") -> ElectraConfig:
              "0 (one seed per replica batch) or a size dividing the per-replica batch")
     if t.eval_every < 0:
         fail("training.eval_every", t.eval_every, "0 (no evaluation) or a positive step count")
+
+    r = cfg.runtime
+    if r.num_gpus < 0 or r.num_cpu_devices < 0:
+        fail("runtime.num_gpus/num_cpu_devices", (r.num_gpus, r.num_cpu_devices),
+             "non-negative integers")
+    if r.peak_tflops is not None and r.peak_tflops <= 0:
+        fail("runtime.peak_tflops", r.peak_tflops, "null (measure it) or a positive number")
     return cfg
 
 

@@ -6,7 +6,8 @@
 Running the same command again resumes from the newest checkpoint in `--model_dir`.
 Flags override the config's values; the resolved config is saved to `model_dir/config.yaml`.
 Exit status: 0 done; 2 bad input (one `error:` line on stderr); 3 the loss became non-finite
-(the last good checkpoint is kept); 143 stopped by SIGTERM after saving a checkpoint.
+(the last good checkpoint is kept); 143 (SIGTERM) or 130 (SIGINT, Ctrl-C): stopped after
+saving a checkpoint.
 Everything here is flag parsing: the run itself is `electra_tf.training.trainer.train`.
 """
 
@@ -27,15 +28,20 @@ flags.DEFINE_string("eval_data", None, "Glob or directory of held-out pretrainin
 flags.DEFINE_string("model_dir", None, "Run directory: config, vocab, checkpoints, metrics.")
 flags.DEFINE_string("vocab", None, "vocab.txt the data was built with (copied into model_dir; "
                     "required on the first run).")
-flags.DEFINE_enum("strategy", "one_device",
-                  ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
-                  "tf.distribute strategy.")
-flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu ('' or local: local).")
-flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored (0: CPU).")
-flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices "
-                     "(for --strategy=mirrored without GPUs; testing multi-device on CPU).")
-flags.DEFINE_string("all_reduce_alg", None, "nccl | hierarchical_copy (mirrored), "
-                    "ring | nccl (multi_worker_mirrored).")
+# Every flag below is a config key (`_FLAG_TO_KEY`), so model_dir/config.yaml records the
+# whole run and a resume with fewer flags behaves the same. Paths stay flags.
+flags.DEFINE_enum("strategy", None, ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+                  "runtime.strategy: the tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "runtime.tpu: TPU name or address for --strategy=tpu.")
+flags.DEFINE_integer("num_gpus", None, "runtime.num_gpus for one_device/mirrored (0: CPU).")
+flags.DEFINE_integer("num_cpu_devices", None, "runtime.num_cpu_devices: split the CPU into "
+                     "this many logical devices (--strategy=mirrored without GPUs).")
+flags.DEFINE_string("all_reduce_alg", None, "runtime.all_reduce_alg: nccl | hierarchical_copy "
+                    "(mirrored), ring | nccl (multi_worker_mirrored).")
+flags.DEFINE_float("peak_tflops", None, "runtime.peak_tflops: per-device peak TFLOP/s for MFU "
+                   "(default: measured).")
+flags.DEFINE_boolean("deterministic", None, "runtime.deterministic: TF op determinism (exact "
+                     "reruns on CPU).")
 flags.DEFINE_integer("train_steps", None, "training.train_steps (optimizer updates).")
 flags.DEFINE_integer("steps_per_loop", None, "training.steps_per_loop (steps per tf.function).")
 flags.DEFINE_integer("log_every", None, "training.log_every.")
@@ -47,21 +53,20 @@ flags.DEFINE_enum("mixed_precision", None, ["none", "mixed_bfloat16", "mixed_flo
 flags.DEFINE_boolean("jit_compile", None, "training.jit_compile (XLA for the step).")
 flags.DEFINE_integer("seed", None, "training.seed.")
 flags.DEFINE_integer("batch_size", None, "training.batch_size (global, all replicas).")
-flags.DEFINE_float("peak_tflops", None, "Per-device peak TFLOP/s for MFU (default: measured).")
-flags.DEFINE_boolean("deterministic", False, "Enable TF op determinism (exact reruns on CPU).")
-flags.DEFINE_integer("seed_group_size", 0, "Examples sharing one masking seed (0: the "
-                     "per-replica batch); a fixed size keeps masks independent of the "
-                     "number of replicas.")
-flags.DEFINE_integer("debug_sigkill_after_checkpoint", None,
-                     "Testing: SIGKILL the process right after saving this step.")
-flags.DEFINE_integer("debug_sigterm_at_step", None, "Testing: SIGTERM the process at this step.")
+flags.DEFINE_integer("seed_group_size", None, "training.seed_group_size: examples sharing one "
+                     "masking seed (0: the per-replica batch); a fixed size keeps masks "
+                     "independent of the number of replicas.")
 
 _FLAG_TO_KEY = {
+    "strategy": "runtime.strategy", "tpu": "runtime.tpu", "num_gpus": "runtime.num_gpus",
+    "num_cpu_devices": "runtime.num_cpu_devices", "all_reduce_alg": "runtime.all_reduce_alg",
+    "peak_tflops": "runtime.peak_tflops", "deterministic": "runtime.deterministic",
     "train_steps": "training.train_steps", "steps_per_loop": "training.steps_per_loop",
     "log_every": "training.log_every", "checkpoint_every": "training.checkpoint_every",
     "eval_every": "training.eval_every", "eval_steps": "training.eval_steps",
     "mixed_precision": "training.mixed_precision", "jit_compile": "training.jit_compile",
     "seed": "training.seed", "batch_size": "training.batch_size",
+    "seed_group_size": "training.seed_group_size",
 }
 
 
@@ -75,7 +80,7 @@ def resolve_config(config_path, overrides, flag_values: dict, model_dir: str):
       model_dir: the run directory.
     """
     from electra_tf import config as config_lib
-    from electra_tf.training import model_dir as model_dir_lib
+    from electra_tf import model_dir as model_dir_lib
 
     if config_path is None:
         config_path = os.path.join(model_dir, model_dir_lib.CONFIG_FILE)
@@ -88,39 +93,40 @@ def resolve_config(config_path, overrides, flag_values: dict, model_dir: str):
     return config_lib.load_config(config_path, list(overrides) + from_flags)
 
 
-def main(argv):
-    del argv
+def main(argv, callbacks=()):
+    """Runs the binary from parsed flags; `callbacks` are passed to the trainer (tests)."""
+    if len(argv) > 1:
+        # absl leaves unparsed words in argv: `--deterministic false` would otherwise turn
+        # determinism on and silently ignore "false".
+        print(f"error: unexpected argument {argv[1]!r}; flags take the form --name=value "
+              "(booleans: --name or --noname)", file=sys.stderr)
+        sys.exit(2)
     for name in ("train_data", "model_dir"):
         if not getattr(FLAGS, name):
             print(f"error: --{name} is required", file=sys.stderr)
             sys.exit(2)
 
-    # Before anything initialises TensorFlow's devices.
-    from electra_tf.training import strategy as strategy_lib
-    strategy_lib.configure_cpu_devices(FLAGS.num_cpu_devices)
-
     from absl import logging
     from electra_tf.config import ConfigError
-    from electra_tf.data.pretraining_reader import DataError
-    from electra_tf.text.vocab import VocabError
-    from electra_tf.training import model_dir as model_dir_lib
     from electra_tf.training import trainer
+    from electra_tf.data.pretraining_reader import DataError
+    from electra_tf.model_dir import ModelDirError
+    from electra_tf.text.vocab import VocabError
+    from electra_tf.training import step as step_lib
+    from electra_tf.training import strategy as strategy_lib
 
     logging.set_verbosity(logging.INFO)
-    bad_input = (ConfigError, DataError, VocabError, model_dir_lib.ModelDirError,
-                 trainer.TrainerError, strategy_lib.StrategyError)
+    bad_input = (ConfigError, DataError, VocabError, ModelDirError, step_lib.BatchLayoutError,
+                 strategy_lib.StrategyError, trainer.TrainerError)
     try:
         cfg = resolve_config(FLAGS.config, FLAGS.override,
                              {name: getattr(FLAGS, name) for name in _FLAG_TO_KEY},
                              FLAGS.model_dir)
+        # Before anything initialises TensorFlow's devices.
+        strategy_lib.configure_cpu_devices(cfg.runtime.num_cpu_devices)
         result = trainer.train(
             cfg, train_data=FLAGS.train_data, model_dir=FLAGS.model_dir, vocab=FLAGS.vocab,
-            eval_data=FLAGS.eval_data, strategy_name=FLAGS.strategy, num_gpus=FLAGS.num_gpus,
-            all_reduce_alg=FLAGS.all_reduce_alg, tpu_address=FLAGS.tpu,
-            peak_tflops=FLAGS.peak_tflops, deterministic=FLAGS.deterministic,
-            seed_group_size=FLAGS.seed_group_size,
-            debug_sigkill_after_checkpoint=FLAGS.debug_sigkill_after_checkpoint,
-            debug_sigterm_at_step=FLAGS.debug_sigterm_at_step)
+            eval_data=FLAGS.eval_data, callbacks=callbacks)
     except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -128,7 +134,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
     if result["preempted"]:
-        sys.exit(trainer.PREEMPTED_EXIT_CODE)
+        sys.exit(128 + int(result["preempted"]))
 
 
 def run():

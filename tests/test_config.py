@@ -1,4 +1,4 @@
-"""Config loading: SPEC 1 values in the shipped YAMLs, overrides, and every rejection."""
+"""Config loading: The paper's size values in the shipped YAMLs, overrides, and every rejection."""
 
 import os
 
@@ -37,7 +37,7 @@ def test_paper_sizes_match_spec(name, d, g, mask, seq, batch, lr, steps, max_pre
     assert cfg.optimizer.learning_rate == pytest.approx(lr)
     assert cfg.training.train_steps == steps
     assert cfg.objective.max_predictions_per_seq == max_pred
-    # Shared by all sizes (SPEC 1, 4, 5).
+    # Shared by all sizes (docs/architecture.md, "Model sizes").
     assert m.vocab_size == 30522 and m.max_position_embeddings == 512
     assert m.layer_norm_epsilon == 1e-12 and m.initializer_range == 0.02
     assert (m.hidden_dropout, m.attention_dropout) == (0.1, 0.1)
@@ -134,3 +134,26 @@ def test_bad_override_and_missing_file(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="not valid YAML at line 3"):
         load_config(_write(tmp_path, "model:\n  hidden_size: [\n"))
+
+
+def test_every_training_flag_is_a_config_key():
+    """The binary's flags are config keys (so config.yaml records the whole run); only the
+    paths and the config's own flags are not."""
+    from absl import flags
+    from electra_tf import train as train_bin
+
+    paths = {"config", "override", "train_data", "eval_data", "model_dir", "vocab"}
+    defined = {flag.name for flag in flags.FLAGS.flags_by_module_dict()[train_bin.__name__]}
+    assert paths <= defined and len(defined) > 20
+    assert defined - paths == set(train_bin._FLAG_TO_KEY)
+    cfg = config_lib.ElectraConfig()
+    for flag, key in train_bin._FLAG_TO_KEY.items():
+        section, name = key.split(".")
+        assert hasattr(getattr(cfg, section), name), (flag, key)
+    # Flags become overrides, so they are validated like the YAML and saved with it.
+    resolved = train_bin.resolve_config(
+        os.path.join(CONFIGS, "electra_tiny.yaml"), [],
+        {"seed_group_size": 4, "deterministic": True, "strategy": "mirrored",
+         "peak_tflops": 0.5}, model_dir="/nonexistent")
+    assert (resolved.training.seed_group_size, resolved.runtime.deterministic,
+            resolved.runtime.strategy, resolved.runtime.peak_tflops) == (4, True, "mirrored", 0.5)

@@ -44,6 +44,11 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path):
     _finish([start_binary(binary_args(data, one, vocab, *common, "--strategy=one_device")),
              start_binary(binary_args(data, two, vocab, *common, "--strategy=mirrored"))])
 
+    # The flags are config keys: config.yaml records them, so a resume reuses them.
+    from electra_tf import model_dir as model_dir_lib
+    saved = model_dir_lib.read_config(two)
+    assert (saved.training.seed_group_size, saved.runtime.deterministic,
+            saved.runtime.strategy, saved.runtime.num_cpu_devices) == (4, True, "mirrored", 2)
     a = metrics_log.read_metrics(one, "train")
     b = metrics_log.read_metrics(two, "train")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]

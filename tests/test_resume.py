@@ -1,5 +1,6 @@
-"""Exact resume: a run killed with SIGKILL and later preempted with SIGTERM ends with the same
-weights as a run that went straight through (CPU, --deterministic, dropout on)."""
+"""Exact resume: a run killed with SIGKILL, then preempted with SIGTERM, then stopped with
+Ctrl-C (SIGINT) ends with the same weights as a run that went straight through (CPU,
+--deterministic, dropout on)."""
 
 import os
 
@@ -9,7 +10,15 @@ import tensorflow as tf
 from test_trainer import (binary_args, checkpoint_values, make_vocab, run_binary, start_binary,
                           write_data)
 
-STEPS = 8
+FAULT_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "fault_injection_train.py")
+
+
+def with_faults(args, *faults):
+    """The binary's command line run through the fault-injecting runner (trainer callbacks)."""
+    return [args[0], FAULT_RUNNER] + args[3:] + list(faults)
+
+STEPS = 10
 
 
 def test_sigkill_then_sigterm_then_resume_matches_straight_run(tmp_path):
@@ -23,17 +32,24 @@ def test_sigkill_then_sigterm_then_resume_matches_straight_run(tmp_path):
 
     # The straight run and the first (crashing) run go in parallel.
     straight = start_binary(binary_args(data, straight_dir, vocab, *common))
-    rc, _, err = run_binary(binary_args(data, broken_dir, vocab, *common,
-                                        "--debug_sigkill_after_checkpoint=4"))
+    rc, _, err = run_binary(with_faults(binary_args(data, broken_dir, vocab, *common),
+                                        "--kill_after_checkpoint=4"))
     assert rc == -9, err[-2000:]
     assert tf.train.latest_checkpoint(broken_dir).endswith("ckpt-4")
 
     # Resume, then get preempted (SIGTERM) at step 6: it saves ckpt-6 and exits 143.
-    rc, _, err = run_binary(binary_args(data, broken_dir, None, *common,
-                                        "--debug_sigterm_at_step=6"))
+    rc, _, err = run_binary(with_faults(binary_args(data, broken_dir, None, *common),
+                                        "--signal_at_step=6"))
     assert rc == 143, err[-2000:]
     assert "resumed from" in err and "ckpt-4" in err
     assert tf.train.latest_checkpoint(broken_dir).endswith("ckpt-6")
+
+    # Resume, then Ctrl-C (SIGINT) at step 8: treated like SIGTERM, ckpt-8 saved, exit 130.
+    rc, _, err = run_binary(with_faults(binary_args(data, broken_dir, None, *common),
+                                        "--signal_at_step=8", "--signal=INT"))
+    assert rc == 130, err[-2000:]
+    assert "Traceback" not in err and "SIGINT received: saved step 8" in err
+    assert tf.train.latest_checkpoint(broken_dir).endswith("ckpt-8")
 
     # The same command again finishes the run.
     rc, _, err = run_binary(binary_args(data, broken_dir, None, *common))
@@ -51,5 +67,5 @@ def test_sigkill_then_sigterm_then_resume_matches_straight_run(tmp_path):
     # Per-step losses agree too, and the resumed log has each step exactly once.
     losses_a = [(r["step"], r["loss"]) for r in metrics_log.read_metrics(straight_dir, "train")]
     losses_b = [(r["step"], r["loss"]) for r in metrics_log.read_metrics(broken_dir, "train")]
-    assert [s for s, _ in losses_b] == [2, 4, 6, 8]
+    assert [s for s, _ in losses_b] == [2, 4, 6, 8, 10]
     np.testing.assert_allclose([l for _, l in losses_b], [l for _, l in losses_a], atol=1e-6)

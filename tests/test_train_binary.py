@@ -98,6 +98,12 @@ def test_bad_input_exits_2_with_one_line(binary_run, tmp_path, capsys):
         # Data built with another sequence length than the config's.
         ([config, data, f"--model_dir={tmp_path / 'c'}", f"--vocab={binary_run['vocab']}"],
          "max_seq_length=32"),
+        # keras-hub's block takes one dropout rate: a config error, not a traceback.
+        ([config, data, f"--model_dir={tmp_path / 'd'}", f"--vocab={binary_run['vocab']}",
+          "--override=model.attention_dropout=0.2"], "model.attention_dropout=0.2 is invalid"),
+        # The seed grouping is saved in config.yaml; a resume cannot change the masks.
+        ([f"--train_data={binary_run['data']}", f"--model_dir={binary_run['model_dir']}",
+          "--seed_group_size=4"], "training.seed_group_size=0"),
     ]
     for argv, expected in cases:
         code, err = _main(argv, capsys)
@@ -105,6 +111,20 @@ def test_bad_input_exits_2_with_one_line(binary_run, tmp_path, capsys):
         lines = [line for line in err.splitlines() if line.startswith("error: ")]
         assert len(lines) == 1 and expected in lines[0], err
         assert "Traceback" not in err
+
+
+def test_stray_positional_argument_is_refused(binary_run, capsys):
+    """`--deterministic false` used to turn determinism on and ignore "false"."""
+    from electra_tf import train as train_bin
+
+    train_bin.FLAGS.unparse_flags()
+    train_bin.FLAGS(["electra_tf.train", f"--train_data={binary_run['data']}",
+                     f"--model_dir={binary_run['model_dir']}", "--deterministic", "false"])
+    with pytest.raises(SystemExit) as e:
+        train_bin.main(["electra_tf.train", "false"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unexpected argument 'false'" in err
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
 
 
 def test_non_finite_loss_exits_3_and_keeps_checkpoint(binary_run, tmp_path, capsys):

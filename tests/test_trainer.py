@@ -18,7 +18,7 @@ TINY_OVERRIDES = [
     "model.embedding_size=16", "model.hidden_size=32", "model.intermediate_size=64",
     "model.num_layers=1", "training.batch_size=8", "training.steps_per_loop=4",
     "training.log_every=4", "training.checkpoint_every=4", "training.eval_steps=2",
-    "optimizer.warmup_steps=2", "optimizer.learning_rate=0.002",
+    "optimizer.warmup_steps=2", "optimizer.learning_rate=0.002", "runtime.peak_tflops=0.1",
 ]
 SEQ = 32
 
@@ -81,7 +81,7 @@ def binary_args(train_data, model_dir, vocab=None, *extra):
     """Command line of `python -m electra_tf.train` on the tiny config."""
     args = [sys.executable, "-m", "electra_tf.train",
             f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}",
-            f"--train_data={train_data}", f"--model_dir={model_dir}", "--peak_tflops=0.1"]
+            f"--train_data={train_data}", f"--model_dir={model_dir}"]
     args += [f"--override={o}" for o in TINY_OVERRIDES]
     if vocab:
         args.append(f"--vocab={vocab}")
@@ -128,22 +128,23 @@ def trained(tmp_path_factory):
     model_dir = str(root / "run")
     lines = []
     result = trainer.train(cfg, train_data=data, model_dir=model_dir, vocab=vocab,
-                           eval_data=eval_data, peak_tflops=0.1, log_fn=lines.append)
+                           eval_data=eval_data, log_fn=lines.append)
     keras.backend.clear_session()
     return dict(root=root, vocab=vocab, tokens=tokens, data=data, eval_data=eval_data,
                 model_dir=model_dir, result=result, lines=lines)
 
 
 def test_metrics_jsonl_records_and_values(trained):
-    from electra_tf.training import metrics_log, model_dir as model_dir_lib, optimization
+    from electra_tf import model_dir as model_dir_lib
+    from electra_tf.training import flops as flops_lib, metrics_log
 
     records = metrics_log.read_metrics(trained["model_dir"])
     assert [(r["split"], r["step"]) for r in records] == [
         ("train", 4), ("eval", 4), ("train", 8), ("eval", 8)]
-    cfg = model_dir_lib.load_model_dir_config(trained["model_dir"])  # vocab_size = 64
-    flops = optimization.model_flops_per_sequence(cfg)
+    cfg = model_dir_lib.read_config(trained["model_dir"])  # vocab_size = 64
+    flops = flops_lib.model_flops_per_sequence(cfg)
     for r in records:
-        # Total loss = 1.0 * MLM + 50.0 * discriminator (SPEC 4), as logged.
+        # Total loss = 1.0 * MLM + 50.0 * discriminator (docs/architecture.md, "Sampling, labels and losses"), as logged.
         assert r["loss"] == pytest.approx(r["mlm_loss"] + 50.0 * r["disc_loss"], rel=1e-5)
         if r["split"] == "train":
             assert set(r) >= {"learning_rate", "examples_per_sec", "tokens_per_sec", "mfu",
@@ -155,7 +156,7 @@ def test_metrics_jsonl_records_and_values(trained):
             for key in ("masked_lm_accuracy", "sampled_masked_lm_accuracy", "disc_accuracy",
                         "disc_precision", "disc_recall", "disc_auc"):
                 assert 0.0 <= r[key] <= 1.0, key
-    # LinearWarmupDecay (SPEC 5): lr(4) = 0.002 * (1 - 4/8) * min(1, 4/2); at the end 0.
+    # LinearWarmupDecay (docs/architecture.md, "Optimisation"): lr(4) = 0.002 * (1 - 4/8) * min(1, 4/2); at the end 0.
     train = [r for r in records if r["split"] == "train"]
     assert train[0]["learning_rate"] == pytest.approx(0.002 * (1 - 4 / 8), rel=1e-5)
     assert train[1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
@@ -209,6 +210,10 @@ def test_model_dir_is_self_describing_and_loaders(trained):
              "padding_mask": tf.ones([1, SEQ], tf.int32)}
     logits = discriminator(batch)
     assert logits.shape == (1, SEQ)
+    # Built alone: exactly the pretrainer's discriminator weights, no generator.
+    assert len(discriminator.weights) == len(pretrainer.discriminator.weights)
+    assert discriminator.count_params() == pretrainer.discriminator.count_params()
+    assert not any(v.path.startswith("generator") for v in discriminator.weights)
     np.testing.assert_allclose(logits.numpy(), pretrainer.discriminator(batch).numpy(),
                                atol=1e-6)
 
@@ -231,7 +236,7 @@ def test_resume_continues_without_duplicate_lines(trained, tmp_path):
             f.write(b"torn")
     cfg = tiny_config("training.train_steps=12")
     result = trainer.train(cfg, train_data=trained["data"], model_dir=model_dir,
-                           peak_tflops=0.1, log_fn=lambda s: None)  # no --vocab: reused
+                           log_fn=lambda s: None)  # no --vocab: reused
     assert result["step"] == 12 and result["checkpoint"].endswith("ckpt-12")
     assert int(checkpoint_values(result["checkpoint"])["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 12
     steps = [r["step"] for r in metrics_log.read_metrics(model_dir, "train")]
@@ -256,11 +261,19 @@ def test_refuses_data_for_another_vocab_or_length(trained, tmp_path):
     with pytest.raises(DataMismatchError, match="max_seq_length=64.*max_seq_length=32"):
         trainer.train(tiny_config("training.train_steps=4"), train_data=longer,
                       model_dir=str(tmp_path / "b"), vocab=trained["vocab"])
+    # The refused first run left nothing in its model dir, so the corrected retry (other
+    # max_seq_length) is a first run, not a "resume that changes max_seq_length".
+    assert not os.path.exists(tmp_path / "b")
+    result = trainer.train(tiny_config("training.train_steps=1", "data.max_seq_length=64"),
+                           train_data=longer, model_dir=str(tmp_path / "b"),
+                           vocab=trained["vocab"], log_fn=lambda s: None)
+    assert result["step"] == 1
 
 
 def test_refuses_shape_change_on_resume_and_missing_vocab(trained, tmp_path):
     import shutil
-    from electra_tf.training import model_dir as model_dir_lib, trainer
+    from electra_tf import model_dir as model_dir_lib
+    from electra_tf.training import trainer
 
     model_dir = str(tmp_path / "run")
     shutil.copytree(trained["model_dir"], model_dir)
@@ -272,9 +285,14 @@ def test_refuses_shape_change_on_resume_and_missing_vocab(trained, tmp_path):
     with pytest.raises(model_dir_lib.ModelDirError, match="--vocab is required"):
         trainer.train(tiny_config(), train_data=trained["data"],
                       model_dir=str(tmp_path / "fresh"))
+    # A refused run writes nothing: not even the model dir.
+    assert not os.path.exists(tmp_path / "fresh")
     import electra_tf
-    with pytest.raises(model_dir_lib.ModelDirError, match="has no config.yaml"):
+    with pytest.raises(model_dir_lib.ModelDirError, match="is not a directory"):
         electra_tf.load_discriminator(str(tmp_path / "fresh"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(model_dir_lib.ModelDirError, match="has no config.yaml"):
+        electra_tf.load_discriminator(str(tmp_path / "empty"))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path):
@@ -289,7 +307,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path)
     cfg = tiny_config("training.train_steps=16", "optimizer.learning_rate=1e30")
     with pytest.raises(trainer.NonFiniteLossError, match="non-finite.*ckpt-8"):
         trainer.train(cfg, train_data=trained["data"], model_dir=model_dir,
-                      peak_tflops=0.1, log_fn=lambda s: None)
+                      log_fn=lambda s: None)
     assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-8")
     after = checkpoint_values(os.path.join(model_dir, "ckpt-8"))
     assert before.keys() == after.keys()
@@ -298,7 +316,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path)
 
 def test_checkpoint_holds_rng_step_iterator_and_dropout_seeds(trained):
     import tensorflow as tf
-    from electra_tf.training import model_dir as model_dir_lib
+    from electra_tf import model_dir as model_dir_lib
 
     path = os.path.join(trained["model_dir"], "ckpt-8")
     names = [n for n, _ in tf.train.list_variables(path)]
@@ -308,7 +326,7 @@ def test_checkpoint_holds_rng_step_iterator_and_dropout_seeds(trained):
     assert any(n.startswith("iterator/") for n in names)
     seeds = [n for n in names if n.startswith("dropout_seeds/")]
     # One state per Keras SeedGenerator of the model (dropout layers), each advanced.
-    cfg = model_dir_lib.load_model_dir_config(trained["model_dir"])
+    cfg = model_dir_lib.read_config(trained["model_dir"])
     model = model_dir_lib.build_pretrainer(cfg, trained["tokens"])
     states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
     assert len(seeds) == len(states) > 0
@@ -345,10 +363,11 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path):
     for name, batch, accum in (("large", 8, 1), ("accumulated", 4, 2)):
         cfg = tiny_config("training.train_steps=3", "training.log_every=1",
                           f"training.batch_size={batch}", f"training.grad_accum_steps={accum}",
+                          "training.seed_group_size=4",
                           "model.hidden_dropout=0", "model.attention_dropout=0")
         model_dir = str(tmp_path / name)
-        trainer.train(cfg, train_data=data, model_dir=model_dir, vocab=vocab, seed_group_size=4,
-                      peak_tflops=0.1, log_fn=lambda s: None)
+        trainer.train(cfg, train_data=data, model_dir=model_dir, vocab=vocab,
+                      log_fn=lambda s: None)
         keras.backend.clear_session()
         runs[name] = (metrics_log.read_metrics(model_dir, "train"),
                       checkpoint_values(os.path.join(model_dir, "ckpt-3")))

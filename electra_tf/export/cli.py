@@ -35,7 +35,8 @@ flags.DEFINE_string("vocab", None, "vocab.txt to serve with (default: MODEL_DIR/
 flags.DEFINE_string("representative_data", None, "Pretraining TFRecords (directory or glob "
                     "with dataset.json) for int8 calibration and verification; default: the "
                     "embedded corpus.")
-flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default "
+flags.DEFINE_string("cache_dir", None, "Cache of the embedded corpus (default: "
+                    "$ELECTRA_TF_CACHE, else $XDG_CACHE_HOME/electra_tf, else "
                     "~/.cache/electra_tf).")
 flags.DEFINE_integer("num_examples", 64, "Representative and held-out examples (each).")
 flags.DEFINE_bool("strict", True, "Refuse to publish when a variant misses its verification "
@@ -47,7 +48,10 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TF's per-function save chatter hides the result
     from electra_tf.export.choices import check_choices  # pylint: disable=import-outside-toplevel
+    from electra_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
     from electra_tf.export.source import ExportError, load_export_source  # pylint: disable=import-outside-toplevel
+    from electra_tf.model_dir import ModelDirError  # pylint: disable=import-outside-toplevel
+    from electra_tf.text.vocab import VocabError  # pylint: disable=import-outside-toplevel
 
     try:
         for flag in ("model_dir", "output"):
@@ -71,7 +75,7 @@ def main(argv):
             representative_data=FLAGS.representative_data, cache_dir=FLAGS.cache_dir,
             num_examples=FLAGS.num_examples, strict=FLAGS.strict,
             log=lambda line: print(line, flush=True))
-    except ExportError as e:
+    except (ExportError, ModelDirError, ConfigError, VocabError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(json.dumps({"paths": report["paths"], "passed": report["passed"]}))

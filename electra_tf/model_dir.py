@@ -1,0 +1,337 @@
+"""The model directory: the one place that finds, checks, writes and loads a run's directory.
+
+A model dir is self-describing (docs/architecture.md, "The model dir"):
+
+    config.yaml      the resolved `ElectraConfig` of the run (`model.vocab_size` included)
+    vocab.txt        the vocabulary the data was built with
+    checkpoint       TF's index of the newest checkpoint
+    ckpt-N.*         checkpoints (model, optimizer, step, RNG, dropout seeds, input state)
+    metrics.jsonl    one JSON line per train log and evaluation (+ TensorBoard events)
+
+Pretraining creates one (`prepare_model_dir`); export, fine-tuning and conversion open one
+(`open_model_dir`), and `load_pretrainer` / `load_discriminator` rebuild the trained models
+from one with nothing else needed. Every refusal is a `ModelDirError` with one line: what is
+wrong, where, what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+from typing import Optional
+
+from electra_tf import config as config_lib
+from electra_tf import files
+
+CONFIG_FILE = "config.yaml"
+VOCAB_FILE = "vocab.txt"
+
+# Keys whose change would make the checkpoint's variables (or the data they were trained on)
+# no longer fit: a resumed run may change anything else (train_steps, learning rate, logging).
+SHAPE_KEYS = (
+    "model.vocab_size", "model.embedding_size", "model.hidden_size", "model.num_layers",
+    "model.num_heads", "model.intermediate_size", "model.max_position_embeddings",
+    "model.type_vocab_size", "model.embedding_sharing",
+    "generator.hidden_fraction", "generator.num_layers",
+    "objective.kind", "optimizer.name", "training.grad_accum_steps",
+    "training.seed_group_size", "data.max_seq_length", "data.lower_case",
+)
+
+# Files in a model dir that may record the vocabulary's fingerprint (a copy of the data
+# sidecar, or run metadata): when present, their `vocab_hash` must match vocab.txt.
+_HASH_SIDECARS = ("dataset.json", "run.json", "vocab.json")
+
+
+class ModelDirError(ValueError):
+    """The model directory is missing something or disagrees with the run (one line)."""
+
+
+@dataclasses.dataclass
+class ModelDir:
+    """An opened, checked model directory.
+
+    Args:
+      path: the directory.
+      config: its `ElectraConfig` (from config.yaml).
+      vocab_path: the vocabulary file to use (model_dir/vocab.txt unless overridden).
+      tokens: the vocabulary, token per id.
+      checkpoint: path prefix of the newest checkpoint (None if it has none yet).
+    """
+
+    path: str
+    config: config_lib.ElectraConfig
+    vocab_path: str
+    tokens: list
+    checkpoint: Optional[str]
+
+
+def _get(cfg, dotted: str):
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+def read_config(model_dir: str) -> config_lib.ElectraConfig:
+    """Reads `model_dir/config.yaml`.
+
+    Args:
+      model_dir: a directory written by `electra_tf.train`.
+    """
+    if not os.path.isdir(model_dir):
+        raise ModelDirError(f"model dir {model_dir!r} is not a directory; pass the --model_dir "
+                            "of a training run")
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise ModelDirError(
+            f"{model_dir!r} has no {CONFIG_FILE}; pass a model_dir written by electra_tf.train")
+    return config_lib.load_config(path)
+
+
+def special_token_ids(tokens: list[str]) -> dict:
+    """Ids of [PAD], [CLS], [SEP], [MASK] in a vocabulary, as ElectraPretrainer kwargs.
+
+    Args:
+      tokens: the vocabulary (token per id).
+    """
+    from electra_tf.text import vocab as vocab_lib
+
+    ids = vocab_lib.special_ids(tokens)  # found by token, so BERT-style vocabs work too
+    return {key: ids[key] for key in ("pad_id", "cls_id", "sep_id", "mask_id")}
+
+
+def latest_checkpoint(model_dir: str) -> Optional[str]:
+    """Path prefix of the newest complete checkpoint in `model_dir`, or None.
+
+    Args:
+      model_dir: the run directory.
+    """
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(model_dir)
+
+
+def _require_checkpoint(model_dir: str) -> str:
+    latest = latest_checkpoint(model_dir)
+    if latest is None:
+        found = sorted(glob.glob(os.path.join(model_dir, "ckpt-*.index")))
+        hint = (f" (found {os.path.basename(found[-1])} but no 'checkpoint' file)"
+                if found else "")
+        raise ModelDirError(f"{model_dir} has no checkpoint{hint}; train first "
+                            "(python -m electra_tf.train) or pass the right --model_dir")
+    return latest
+
+
+def _recorded_vocab_hashes(model_dir: str):
+    for name in _HASH_SIDECARS:
+        path = os.path.join(model_dir, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            raise ModelDirError(f"{path} is not readable JSON; fix or remove it") from None
+        if isinstance(data, dict) and data.get("vocab_hash"):
+            yield path, str(data["vocab_hash"])
+
+
+def check_vocab_fits(tokens: list[str], cfg: config_lib.ElectraConfig, *, vocab_path: str,
+                     where: str) -> None:
+    """Raises ModelDirError unless `tokens` has as many entries as the model's word table.
+
+    Args:
+      tokens: the vocabulary.
+      cfg: the model's config.
+      vocab_path: where the vocabulary came from (named in the message).
+      where: the config file that states `model.vocab_size` (named in the message).
+    """
+    if len(tokens) != cfg.model.vocab_size:
+        raise ModelDirError(
+            f"{vocab_path} has {len(tokens)} tokens but {where} says model.vocab_size="
+            f"{cfg.model.vocab_size}: use the vocab.txt the model was trained with")
+
+
+def open_model_dir(model_dir: str, *, vocab: Optional[str] = None,
+                   require_checkpoint: bool = True) -> ModelDir:
+    """Opens a trained model dir and checks that its parts agree.
+
+    Checks, in order, before anything heavy is built: the directory and its config exist;
+    the vocabulary exists, is valid, and has `model.vocab_size` tokens; its hash equals any
+    recorded one (`dataset.json` copies) and, when `vocab` overrides it, the saved
+    vocab.txt's; a checkpoint exists.
+
+    Args:
+      model_dir: a directory written by `electra_tf.train` (or the checkpoint converter).
+      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (must be the same
+        vocabulary).
+      require_checkpoint: refuse a model dir without a checkpoint.
+
+    Raises:
+      ModelDirError, ConfigError, VocabError: one line naming the file and the fix.
+    """
+    from electra_tf.text import vocab as vocab_lib
+
+    cfg = read_config(model_dir)
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    saved_vocab = os.path.join(model_dir, VOCAB_FILE)
+    vocab_path = vocab or saved_vocab
+    if not os.path.isfile(vocab_path):
+        raise ModelDirError(f"{vocab_path} does not exist; the model dir is incomplete, or pass "
+                            "--vocab=PATH of the vocabulary the model was trained with")
+    tokens = vocab_lib.load_vocab(vocab_path)
+    check_vocab_fits(tokens, cfg, vocab_path=vocab_path, where=config_path)
+    digest = vocab_lib.vocab_hash(tokens)
+    recorded = list(_recorded_vocab_hashes(model_dir))
+    if vocab is not None and os.path.isfile(saved_vocab):
+        recorded.append((saved_vocab, vocab_lib.vocab_hash(vocab_lib.load_vocab(saved_vocab))))
+    for path, expected in recorded:
+        if expected != digest:
+            raise ModelDirError(
+                f"vocabulary hash {digest[:12]} of {vocab_path} differs from {expected[:12]} "
+                f"recorded in {path}: use the vocab.txt the model was trained with")
+    checkpoint = _require_checkpoint(model_dir) if require_checkpoint else latest_checkpoint(
+        model_dir)
+    return ModelDir(path=model_dir, config=cfg, vocab_path=vocab_path, tokens=tokens,
+                    checkpoint=checkpoint)
+
+
+def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str | None,
+                      *, write: bool = True):
+    """Checks a run against its model dir (new or resumed); with `write`, records it there.
+
+    The vocabulary is copied to `model_dir/vocab.txt` on the first run (later runs may omit
+    it) and `cfg.model.vocab_size` is set to its size. On resume the run's config must agree
+    with the saved one on every key in `SHAPE_KEYS`; the saved config is then replaced by the
+    run's (so a longer `train_steps` is recorded). Call it with `write=False` first and
+    with `write=True` only once every other check of the run has passed, so that a refused
+    run leaves nothing behind.
+
+    Args:
+      model_dir: the run directory (created when writing).
+      cfg: the resolved config of this run (modified in place: `model.vocab_size`).
+      vocab: path of a vocab file, or None to use the one already in `model_dir`.
+      write: False: check only, write nothing (also what non-chief workers do).
+
+    Returns:
+      (cfg, vocabulary tokens).
+    """
+    from electra_tf.text import vocab as vocab_lib
+
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ModelDirError(f"--model_dir={model_dir} is a file; pass a directory (it is "
+                            "created if missing)")
+    saved_vocab = os.path.join(model_dir, VOCAB_FILE)
+    if vocab is None:
+        if not os.path.isfile(saved_vocab):
+            raise ModelDirError(
+                f"--vocab is required: {model_dir!r} has no {VOCAB_FILE} yet; pass the "
+                "vocabulary the training data was built with")
+        vocab = saved_vocab
+    tokens = vocab_lib.load_vocab(vocab)
+    if os.path.isfile(saved_vocab) and os.path.abspath(vocab) != os.path.abspath(saved_vocab):
+        saved = vocab_lib.load_vocab(saved_vocab)
+        if vocab_lib.vocab_hash(saved) != vocab_lib.vocab_hash(tokens):
+            raise ModelDirError(
+                f"--vocab={vocab} (hash {vocab_lib.vocab_hash(tokens)[:12]}) differs from "
+                f"{saved_vocab} (hash {vocab_lib.vocab_hash(saved)[:12]}) this run resumes; "
+                "use the same vocabulary or a new --model_dir")
+    cfg.model.vocab_size = len(tokens)
+
+    saved_cfg_path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.isfile(saved_cfg_path):
+        saved_cfg = config_lib.load_config(saved_cfg_path)
+        for key in SHAPE_KEYS:
+            if _get(saved_cfg, key) != _get(cfg, key):
+                raise ModelDirError(
+                    f"{saved_cfg_path} has {key}={_get(saved_cfg, key)!r} but this run asks "
+                    f"for {_get(cfg, key)!r}; a resumed run cannot change it: use a new "
+                    "--model_dir or the saved value")
+    if write:
+        os.makedirs(model_dir, exist_ok=True)
+        if os.path.abspath(vocab) != os.path.abspath(saved_vocab):
+            tmp = files.temp_path(saved_vocab)
+            shutil.copyfile(vocab, tmp)
+            os.chmod(tmp, files.FILE_MODE)
+            os.replace(tmp, saved_vocab)
+        config_lib.save_config(cfg, saved_cfg_path)
+    return cfg, tokens
+
+
+def build_pretrainer(cfg: config_lib.ElectraConfig, tokens: list[str]):
+    """Constructs an ElectraPretrainer for `cfg` (all its variables exist on return).
+
+    Args:
+      cfg: the model's config.
+      tokens: its vocabulary (for the special token ids).
+    """
+    from electra_tf.modeling.pretrainer import ElectraPretrainer
+
+    return ElectraPretrainer(cfg, **special_token_ids(tokens))
+
+
+def _restore(root, checkpoint: str, what: str) -> None:
+    """Restores `root`'s variables from the model part of a training checkpoint; every
+    variable of `root` must come from it (optimizer, RNG and input state are skipped)."""
+    import tensorflow as tf
+
+    status = tf.train.Checkpoint(model=root).read(checkpoint)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ModelDirError(f"{checkpoint} does not hold every variable of the {what} "
+                            f"({str(e).splitlines()[0][:200]}); was it written by another "
+                            "model configuration?") from None
+    status.expect_partial()
+
+
+def load_pretrainer(model_dir: str):
+    """Rebuilds the ElectraPretrainer of a training run with its latest weights.
+
+    Args:
+      model_dir: a directory written by `electra_tf.train` (config.yaml, vocab.txt, ckpt-N).
+    """
+    opened = open_model_dir(model_dir)
+    model = build_pretrainer(opened.config, opened.tokens)
+    _restore(model, opened.checkpoint, "pretrainer")
+    return model
+
+
+def load_discriminator(model_dir: str):
+    """The trained discriminator of a run, built alone (no generator is constructed).
+
+    Inputs `token_ids`, `segment_ids`, `padding_mask` (int32 [B, S]) -> per-token
+    replaced-token logits float32 [B, S]; `.encoder` gives the sequence output [B, S, H].
+    For a run with the `mlm` objective (no replaced-token head) this is the encoder.
+
+    Args:
+      model_dir: a directory written by `electra_tf.train`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from electra_tf.modeling.discriminator import ElectraDiscriminator
+    from electra_tf.modeling.encoder import ElectraEncoder
+
+    opened = open_model_dir(model_dir)
+    cfg = opened.config
+    if cfg.model.embedding_sharing == "gdes" and cfg.objective.kind == "electra":
+        # The discriminator's word table is the generator's plus a delta: it cannot exist
+        # without the generator's table, so the pretrainer is rebuilt around it.
+        model = build_pretrainer(cfg, opened.tokens)
+        _restore(model, opened.checkpoint, "pretrainer")
+        return model.discriminator
+    # Built under the same name scope as inside the pretrainer, and restored through the
+    # same object path (`model.discriminator`), so the checkpoint's variables fit exactly.
+    with keras.name_scope("discriminator"):
+        if cfg.objective.kind == "mlm":
+            discriminator = ElectraEncoder.from_electra_config(cfg, "discriminator")
+        else:
+            discriminator = ElectraDiscriminator.from_electra_config(cfg)
+    holder = tf.Module()
+    holder.discriminator = discriminator
+    if cfg.objective.kind == "mlm":
+        holder.discriminator_encoder = discriminator
+    _restore(holder, opened.checkpoint, "discriminator")
+    return discriminator

@@ -1,0 +1,31 @@
+"""benchmarks/train_step.py times the trainer's own step function (tiny sizes, one round)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_step_benchmark_runs_the_trainers_step():
+    import inspect
+    # Read as text: importing the script would define its absl flags in this process.
+    with open(os.path.join(REPO, "benchmarks", "train_step.py"), encoding="utf-8") as f:
+        script = f.read()
+    source = script[script.index("def worker_ours"):script.index("def worker_mg")]
+    # The timed function is PretrainingStep.train_loop, the one trainer.train runs.
+    assert "PretrainingStep" in source and ".train_loop(" in source
+    from electra_tf.training import trainer
+    assert "pretraining_step.train_loop(" in inspect.getsource(trainer.train)
+
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--which=ours",
+         f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}", "--batch_size=4",
+         "--seq_length=32", "--steps=2", "--warmup_steps=1", "--rounds=1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "train_step" and result["ours_seq_per_s"] > 0
+    assert 0 < result["ours_mfu"] < 1.5 and result["model_flops_per_seq"] > 0
