@@ -17,7 +17,7 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m electra_tf.demo --output_dir=$(DEMO_DIR)

@@ -1,4 +1,4 @@
-"""Dynamic masking (SPEC 3): counts, candidates, [MASK] rate, uniformity, determinism."""
+"""Dynamic masking (docs/architecture.md, "Masking"): counts, candidates, [MASK] rate, uniformity, determinism."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The ELECTRA objective (SPEC 4): labels and losses against NumPy, sampling statistics,
+"""The ELECTRA objective (docs/architecture.md, "Sampling, labels and losses"): labels and losses against NumPy, sampling statistics,
 determinism and XLA, the `mlm` objective, and a short learning run."""
 
 import math
@@ -55,7 +55,7 @@ def test_labels_losses_and_metrics_match_numpy():
     out = model.compute_losses(batch, tf.constant([0, 0]), training=False, masked=masked,
                                sampled_token_ids=sampled)
 
-    # NumPy reference of SPEC 4 from the networks' raw outputs.
+    # NumPy reference of the losses (docs/architecture.md, "Sampling, labels and losses") from the networks' raw outputs.
     gen_inputs = {"token_ids": masked["masked_token_ids"], "segment_ids": batch["segment_ids"],
                   "padding_mask": batch["padding_mask"]}
     mlm_logits = model.masked_lm_head(model.generator(gen_inputs),

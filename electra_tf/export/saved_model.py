@@ -70,7 +70,7 @@ def build_export_archive(model, tokenizer, *, task: str, max_seq_length: int):
 
     archive = keras.export.ExportArchive()
     # The tokenizer holds the FastBertTokenizer's model buffer: tracked so the raw-string
-    # endpoints can be saved (DESIGN, facts checked on this stack).
+    # endpoints can be saved (docs/architecture.md, "Facts about the stack").
     archive.track(model)
     archive.track(tokenizer)
     archive.add_endpoint(

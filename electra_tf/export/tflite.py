@@ -13,7 +13,7 @@ Input styles:
     custom ops, so the interpreter must be `InterpreterWithCustomOps(custom_op_registerers=
     tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)` (use `load_interpreter`).
 Only TFLITE_BUILTINS (+ TF Text custom ops): Flex (select TF) ops do not run in ai-edge-litert.
-Converted from a SavedModel (DESIGN: the supported path), written by ExportArchive to a
+Converted from a SavedModel (docs/architecture.md, "Facts about the stack": the supported path), written by ExportArchive to a
 scratch directory with fixed-length signatures.
 """
 

@@ -3,7 +3,7 @@
 `make_strategy("mirrored", num_gpus=2)` is exactly
 `official.common.distribute_utils.get_distribution_strategy`; the only addition is that a
 `mirrored` strategy on a machine without GPUs spreads over all *logical* CPU devices (made with
-`configure_cpu_devices`), which is how the tests prove the multi-device path on CPU (DESIGN.md).
+`configure_cpu_devices`), which is how the tests prove the multi-device path on CPU (docs/architecture.md, "Facts about the stack").
 """
 
 from __future__ import annotations
