@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 # tools and benchmarks are scripts: none has docstring examples to collect. Collecting
 # electra_tf/export/__init__.py would resolve its lazy re-exports, the binary's included.
 collect_ignore = ["setup.py", "benchmarks", "tools", "electra_tf/train.py",
-                  "electra_tf/demo.py", "electra_tf/export/cli.py",
+                  "electra_tf/demo.py", "electra_tf/finetune.py", "electra_tf/export/cli.py",
                   "electra_tf/export/__main__.py", "electra_tf/export/__init__.py"]
 
 

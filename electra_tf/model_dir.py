@@ -335,3 +335,62 @@ def load_discriminator(model_dir: str):
         holder.discriminator_encoder = discriminator
     _restore(holder, opened.checkpoint, "discriminator")
     return discriminator
+
+
+# --- fine-tuned model dirs -------------------------------------------------------------------
+
+FINETUNE_FILE = "finetune.json"
+
+
+def read_finetune_info(model_dir: str) -> Optional[dict]:
+    """The task description of a fine-tuned model dir (`finetune.json`), or None.
+
+    Holds `task`, `kind` (classification | regression | tagging), `labels` (names in id
+    order), `max_seq_length` and how it was trained.
+
+    Args:
+      model_dir: a directory written by `electra_tf.finetune` (or any model dir).
+    """
+    path = os.path.join(model_dir, FINETUNE_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        raise ModelDirError(f"{path} is not readable JSON; rerun electra_tf.finetune") from None
+    for key in ("task", "kind", "labels", "max_seq_length"):
+        if key not in info:
+            raise ModelDirError(f"{path} has no {key!r}; rerun electra_tf.finetune")
+    return info
+
+
+def build_task_model_from_dir(model_dir: str, cfg=None, info=None):
+    """The (untrained) `ElectraTaskModel` a fine-tuned model dir describes.
+
+    Args:
+      model_dir: a fine-tuned model dir.
+      cfg: its config (read from the dir if None).
+      info: its `finetune.json` (read from the dir if None).
+    """
+    from electra_tf.modeling.task_models import build_task_model
+
+    cfg = cfg or read_config(model_dir)
+    info = info or read_finetune_info(model_dir)
+    return build_task_model(cfg, info["kind"], max(1, len(info["labels"])))
+
+
+def load_task_model(model_dir: str):
+    """A fine-tuned model with its best weights; returns (model, finetune info).
+
+    Args:
+      model_dir: a directory written by `electra_tf.finetune`.
+    """
+    opened = open_model_dir(model_dir)
+    info = read_finetune_info(model_dir)
+    if info is None:
+        raise ModelDirError(f"{model_dir} has no {FINETUNE_FILE}: it is a pretraining model "
+                            "dir; fine-tune it first (python -m electra_tf.finetune)")
+    model = build_task_model_from_dir(model_dir, opened.config, info)
+    _restore(model, opened.checkpoint, "fine-tuned model")
+    return model, info

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -82,6 +82,8 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         epsilon: added to sqrt(v).
         bias_correction: divide the moments by (1 - beta^t) (off in the reference).
         exclude_from_weight_decay: path patterns exempt from decay.
+        learning_rate_multiplier: optional function of a variable's Keras path giving a
+            factor on its learning rate (layer-wise decay in fine-tuning); None: 1.0.
         name: optimizer name.
         **kwargs: base Keras optimizer options (`global_clipnorm`,
             `gradient_accumulation_steps`, `use_ema`, ...). `weight_decay` is not accepted:
@@ -103,6 +105,7 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         epsilon=1e-6,
         bias_correction=False,
         exclude_from_weight_decay: Iterable[str] = EXCLUDE_FROM_WEIGHT_DECAY,
+        learning_rate_multiplier: Optional[Callable[[str], float]] = None,
         name="adam_weight_decay",
         **kwargs,
     ):
@@ -119,6 +122,7 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         self.epsilon = float(epsilon)
         self.bias_correction = bool(bias_correction)
         self.exclude_patterns = tuple(exclude_from_weight_decay)
+        self.learning_rate_multiplier = learning_rate_multiplier
         self.sum_across_replicas = True
 
     def build(self, var_list):
@@ -132,6 +136,9 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
         # the underlying tf.Variable, whose name has lost the layer path.
         self._excluded = [is_excluded(_variable_path(v), self.exclude_patterns)
                           for v in var_list]
+        rule = self.learning_rate_multiplier
+        self._lr_multipliers = [1.0 if rule is None else float(rule(_variable_path(v)))
+                                for v in var_list]
 
     def uses_weight_decay(self, variable) -> bool:
         """Whether `variable` (one the optimizer was built on) is decayed.
@@ -188,7 +195,13 @@ class AdamWeightDecay(keras.optimizers.Optimizer):
             learning_rate: the current learning rate.
         """
         update = self._adam_direction(gradient, variable)
-        self.assign_sub(variable, ops.cast(learning_rate, variable.dtype) * update)
+        self.assign_sub(variable, self._variable_learning_rate(learning_rate, variable) * update)
+
+    def _variable_learning_rate(self, learning_rate, variable):
+        """The learning rate times this variable's multiplier (layer-wise decay)."""
+        lr = ops.cast(learning_rate, variable.dtype)
+        multiplier = self._lr_multipliers[self._get_variable_index(variable)]
+        return lr if multiplier == 1.0 else lr * multiplier
 
     def get_config(self):
         config = super().get_config()
@@ -249,7 +262,7 @@ class Lamb(AdamWeightDecay):
 
     def update_step(self, gradient, variable, learning_rate):
         update = self._adam_direction(gradient, variable)
-        lr = ops.cast(learning_rate, variable.dtype)
+        lr = self._variable_learning_rate(learning_rate, variable)
         if self.uses_layer_adaptation(variable):
             w_norm = ops.sqrt(ops.sum(ops.square(variable)))
             u_norm = ops.sqrt(ops.sum(ops.square(update)))
@@ -314,7 +327,9 @@ class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 def create_optimizer(opt_cfg, train_steps: int, *, mixed_precision: str = "none",
                      initial_loss_scale: float = 2.0 ** 15,
-                     dynamic_growth_steps: int = 2000) -> keras.optimizers.Optimizer:
+                     dynamic_growth_steps: int = 2000,
+                     learning_rate_multiplier: Optional[Callable[[str], float]] = None,
+                     ) -> keras.optimizers.Optimizer:
     """Builds the pretraining optimizer from an `OptimizerConfig` (docs/architecture.md, "Optimisation").
 
     Build it (or call `optimizer.build(model.trainable_variables)`) inside the strategy scope
@@ -330,6 +345,8 @@ def create_optimizer(opt_cfg, train_steps: int, *, mixed_precision: str = "none"
         mixed_precision: none | float32 | mixed_bfloat16 | mixed_float16.
         initial_loss_scale: starting loss scale for mixed_float16.
         dynamic_growth_steps: finite steps after which the loss scale doubles.
+        learning_rate_multiplier: per-variable learning-rate factor by Keras path
+            (`layerwise_decay.learning_rate_multiplier` in fine-tuning).
 
     Returns:
         A Keras optimizer.
@@ -346,6 +363,7 @@ def create_optimizer(opt_cfg, train_steps: int, *, mixed_precision: str = "none"
         beta_2=opt_cfg.beta_2,
         epsilon=opt_cfg.epsilon,
         global_clipnorm=opt_cfg.clip_norm if opt_cfg.clip_norm > 0 else None,
+        learning_rate_multiplier=learning_rate_multiplier,
     )
     if opt_cfg.name == "adamw":
         optimizer = AdamWeightDecay(bias_correction=opt_cfg.bias_correction, **common)

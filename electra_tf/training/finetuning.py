@@ -1,0 +1,352 @@
+"""Fine-tuning a discriminator on a labelled task: the whole run behind `electra_tf.finetune`.
+
+`run_finetuning(FinetuneOptions(...))` reads the task (`data/tasks.py`), builds the model on
+the pretrained (or imported, or random) encoder, trains every seed (`finetune_loop.py`),
+keeps each seed's best epoch, writes `results.json` (per seed and the median over seeds) and
+leaves a model dir that `electra_tf.export` accepts. The recipe is the reference's
+(docs/architecture.md, "Fine-tuning"): [CLS] -> dropout -> dense, layer-wise learning-rate
+decay, AdamW with 10% warmup and linear decay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import statistics
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from electra_tf import config as config_lib
+from electra_tf import files
+from electra_tf import model_dir as model_dir_lib
+
+DEFAULT_MAX_SEQ_LENGTH = 128
+
+
+class FinetuneError(ValueError):
+    """The fine-tuning run cannot start as asked (one line: what, where, what to do)."""
+
+
+@dataclasses.dataclass
+class FinetuneOptions:
+    """Everything a fine-tuning run is given (the binary's flags).
+
+    Args:
+      task: a GLUE task name or classification | regression | tagging.
+      data_dir: the task's files.
+      output_dir: where the run writes (resumable).
+      init: a pretraining (or converted, or fine-tuned) model dir, or "none" for random
+        initialisation.
+      config: YAML of the model size for `init="none"` (default configs/electra_small.yaml
+        values); ignored otherwise.
+      vocab: vocab.txt; required for `init="none"`, checked against the model dir otherwise.
+      overrides: config overrides (`section.key=value`) for `init="none"`.
+      epochs, learning_rate, layerwise_lr_decay: None picks the reference default for the
+        task and model size.
+      reference_layerwise_decay: the reference's extra decay factor below the head.
+      seeds: one run per seed; results report each and the median.
+      max_seq_length, batch_size, warmup_fraction, weight_decay: the recipe.
+      text_column, text_pair_column, label_column, train_file, dev_file, header: how to
+        read the user's own files (see `data/tasks.py`).
+      strategy, num_gpus, all_reduce_alg, tpu, mixed_precision: as for pretraining.
+      checkpoint_every: save every this many steps within an epoch too (0: epoch ends).
+      show_progress: a progress bar with ETA per epoch.
+      max_train_examples: train on this many examples (a fixed random subset, the same for
+        every seed and init), e.g. for quick comparisons; None: all.
+    """
+
+    task: str
+    data_dir: str
+    output_dir: str
+    init: str = "none"
+    config: Optional[str] = None
+    vocab: Optional[str] = None
+    overrides: Sequence[str] = ()
+    epochs: Optional[int] = None
+    learning_rate: Optional[float] = None
+    layerwise_lr_decay: Optional[float] = None
+    reference_layerwise_decay: bool = False
+    seeds: Sequence[int] = (1,)
+    max_seq_length: Optional[int] = None
+    batch_size: int = 32
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    text_column: Optional[str] = None
+    text_pair_column: Optional[str] = None
+    label_column: Optional[str] = None
+    train_file: Optional[str] = None
+    dev_file: Optional[str] = None
+    header: str = "auto"
+    strategy: str = "one_device"
+    num_gpus: int = 0
+    all_reduce_alg: Optional[str] = None
+    tpu: Optional[str] = None
+    mixed_precision: str = "none"
+    checkpoint_every: int = 0
+    show_progress: bool = True
+    max_train_examples: Optional[int] = None
+
+
+def default_learning_rate(cfg) -> float:
+    """The paper's fine-tuning rate by model size: 3e-4 Small, 1e-4 Base, 5e-5 Large."""
+    hidden = cfg.model.hidden_size
+    return 3e-4 if hidden <= 256 else 1e-4 if hidden <= 768 else 5e-5
+
+
+def default_layerwise_decay(cfg) -> float:
+    """0.8 for Small and Base, 0.9 for Large (24 layers or wider than 768)."""
+    return 0.9 if cfg.model.num_layers >= 24 or cfg.model.hidden_size > 768 else 0.8
+
+
+def _resolve_model(options: FinetuneOptions):
+    """(cfg, tokens, vocab path, init info) from --init / --config / --vocab, all checked."""
+    from electra_tf.text import vocab as vocab_lib
+
+    if options.init and options.init != "none":
+        opened = model_dir_lib.open_model_dir(options.init)
+        if options.vocab:
+            tokens = vocab_lib.load_vocab(options.vocab)
+            if vocab_lib.vocab_hash(tokens) != vocab_lib.vocab_hash(opened.tokens):
+                raise FinetuneError(
+                    f"--vocab={options.vocab} differs from {opened.vocab_path} of --init="
+                    f"{options.init} (hash {vocab_lib.vocab_hash(tokens)[:12]} vs "
+                    f"{vocab_lib.vocab_hash(opened.tokens)[:12]}); drop --vocab or pass the "
+                    "vocabulary the model was pretrained with")
+        return opened.config, opened.tokens, opened.vocab_path, \
+            model_dir_lib.read_finetune_info(options.init)
+    if not options.vocab:
+        raise FinetuneError("--vocab is required with --init=none (the vocabulary to "
+                            "tokenize with); or pass --init=MODEL_DIR of a pretraining run")
+    tokens = vocab_lib.load_vocab(options.vocab)
+    path = options.config or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "configs", "electra_small.yaml")
+    cfg = config_lib.load_config(path, list(options.overrides)
+                                 + [f"model.vocab_size={len(tokens)}"])
+    return cfg, tokens, options.vocab, None
+
+
+def _check_output_dir(output_dir: str, info: dict) -> None:
+    """A resumed run must be the same task, labels and start; refuses anything else."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise FinetuneError(f"--output_dir={output_dir} is a file; pass a directory")
+    saved = model_dir_lib.read_finetune_info(output_dir) if os.path.isdir(output_dir) else None
+    if saved is None:
+        return
+    for key in ("task", "kind", "labels", "init", "max_seq_length"):
+        if saved.get(key) != info.get(key):
+            raise FinetuneError(
+                f"{os.path.join(output_dir, model_dir_lib.FINETUNE_FILE)} has {key}="
+                f"{saved.get(key)!r} but this run has {info.get(key)!r}; use a new "
+                "--output_dir to fine-tune differently")
+
+
+def make_evaluator(spec, dev_features, labels, dev_examples) -> Callable:
+    """function(model) -> the task's dev metrics (`task_metrics.compute_metrics`)."""
+    import tensorflow as tf
+
+    from electra_tf.training import task_metrics
+
+    @tf.function
+    def predict(model, inputs):
+        return model(inputs, training=False)["logits"]
+
+    def evaluate(model):
+        outputs = []
+        for start in range(0, len(dev_features), 128):
+            chunk = {k: v[start:start + 128] for k, v in dev_features.inputs.items()}
+            outputs.append(predict(model, chunk).numpy())
+        logits = np.concatenate(outputs)
+        if spec.kind == "regression":
+            return task_metrics.compute_metrics(spec, dev_features.labels, logits[:, 0])
+        if spec.kind == "classification":
+            return task_metrics.compute_metrics(spec, dev_features.labels, logits.argmax(-1))
+        predicted = logits.argmax(-1)
+        pred_tags, true_tags = [], []
+        for row, (example, starts) in enumerate(zip(dev_examples, dev_features.word_starts)):
+            pred_tags.append([labels[predicted[row, s]] if s >= 0 else "O" for s in starts])
+            true_tags.append(list(example.tags))
+        return task_metrics.compute_metrics(spec, true_tags, pred_tags)
+
+    return evaluate
+
+
+def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
+                   callbacks: Sequence = ()) -> dict:
+    """Fine-tunes every seed (resuming what was done) and writes `results.json`.
+
+    Args:
+      options: the `FinetuneOptions`.
+      log: where progress lines go.
+      callbacks: passed to each seed's loop (tests inject faults through them).
+
+    Returns:
+      The results: per seed (best epoch and its metrics), the median over seeds, the seed
+      whose model was kept in `output_dir` for export.
+
+    Raises:
+      FinetuneError, TaskDataError, ModelDirError, ConfigError, VocabError: bad input, one
+        line; nothing is written to `output_dir` before every check has passed.
+    """
+    import keras
+    import tensorflow as tf
+
+    from electra_tf.data import task_features, tasks
+    from electra_tf.text.tokenizer import ElectraTokenizer
+    from electra_tf.training import (checkpointing, finetune_loop, layerwise_decay,
+                                     optimizers, precision)
+    from electra_tf.training import strategy as strategy_lib
+
+    if not options.seeds:
+        raise FinetuneError("--seeds is empty; pass at least one seed, e.g. --seeds=1,2,3")
+    if options.batch_size < 1:
+        raise FinetuneError(f"--batch_size={options.batch_size} must be >= 1")
+    data = tasks.load_task_data(
+        options.task, options.data_dir, text_column=options.text_column,
+        text_pair_column=options.text_pair_column, label_column=options.label_column,
+        train_file=options.train_file, dev_file=options.dev_file, header=options.header)
+    spec = data.spec
+    if options.max_train_examples is not None:
+        if options.max_train_examples < 1:
+            raise FinetuneError(f"--max_train_examples={options.max_train_examples} must be "
+                                ">= 1")
+        keep = np.random.default_rng(0).permutation(len(data.train))
+        data.train = [data.train[i] for i in sorted(keep[:options.max_train_examples])]
+    cfg, tokens, vocab_path, init_info = _resolve_model(options)
+    num_labels = max(1, len(data.labels))
+    if init_info is not None:
+        head = max(1, len(init_info["labels"]))
+        if init_info["kind"] != spec.kind or head != num_labels:
+            raise FinetuneError(
+                f"--init={options.init} has a {init_info['kind']} head of {head} labels but "
+                f"{spec.name} needs a {spec.kind} head of {num_labels}; start from the "
+                "pretraining model dir instead")
+    limit = cfg.model.max_position_embeddings
+    max_seq_length = options.max_seq_length or min(DEFAULT_MAX_SEQ_LENGTH, limit)
+    if not 3 <= max_seq_length <= limit:
+        raise FinetuneError(f"--max_seq_length={max_seq_length} is outside 3..{limit} "
+                            "(model.max_position_embeddings); pick a length in that range")
+    epochs = options.epochs or spec.default_epochs
+    steps_per_epoch = len(data.train) // options.batch_size
+    if epochs < 1 or steps_per_epoch < 1:
+        raise FinetuneError(
+            f"{data.train_file} has {len(data.train)} examples, fewer than one batch of "
+            f"--batch_size={options.batch_size} (or --epochs={epochs} < 1); lower "
+            "--batch_size or add data")
+    learning_rate = options.learning_rate or default_learning_rate(cfg)
+    decay = options.layerwise_lr_decay or default_layerwise_decay(cfg)
+    info = {"task": spec.name, "kind": spec.kind, "labels": list(data.labels),
+            "max_seq_length": max_seq_length, "init": options.init,
+            "train_file": data.train_file, "dev_file": data.dev_file,
+            "epochs": epochs, "learning_rate": learning_rate, "layerwise_lr_decay": decay,
+            "reference_layerwise_decay": options.reference_layerwise_decay,
+            "batch_size": options.batch_size, "seeds": list(options.seeds),
+            "train_examples": len(data.train), "dev_examples": len(data.dev),
+            "metrics": list(spec.metrics), "primary_metric": spec.primary_metric}
+    _check_output_dir(options.output_dir, info)
+    strategy = strategy_lib.make_strategy(
+        options.strategy, num_gpus=options.num_gpus, all_reduce_alg=options.all_reduce_alg,
+        tpu_address=options.tpu)
+    if options.batch_size % strategy.num_replicas_in_sync:
+        raise FinetuneError(f"--batch_size={options.batch_size} is not divisible by the "
+                            f"{strategy.num_replicas_in_sync} replicas; use a multiple")
+
+    # Every check passed: the output dir is written from here on.
+    os.makedirs(options.output_dir, exist_ok=True)
+    config_lib.save_config(cfg, os.path.join(options.output_dir, model_dir_lib.CONFIG_FILE))
+    if os.path.abspath(vocab_path) != os.path.abspath(
+            os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE)):
+        with open(vocab_path, encoding="utf-8") as f:
+            files.atomic_write_text(
+                os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE), f.read())
+    files.atomic_write_text(os.path.join(options.output_dir, model_dir_lib.FINETUNE_FILE),
+                            json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+
+    tokenizer = ElectraTokenizer(tokens, lower_case=cfg.data.lower_case)
+    label_ids = {name: i for i, name in enumerate(data.labels)}
+    if spec.kind == "tagging":
+        train_features = task_features.encode_tagged(tokenizer, data.train, label_ids,
+                                                     max_seq_length)
+        dev_features = task_features.encode_tagged(tokenizer, data.dev, label_ids,
+                                                   max_seq_length)
+    else:
+        train_features = task_features.encode_texts(tokenizer, data.train, spec.kind,
+                                                    label_ids, max_seq_length)
+        dev_features = task_features.encode_texts(tokenizer, data.dev, spec.kind, label_ids,
+                                                  max_seq_length)
+    evaluate = make_evaluator(spec, dev_features, data.labels, data.dev)
+    precision.configure_precision(options.mixed_precision)
+    total_steps = epochs * steps_per_epoch
+    opt_cfg = config_lib.OptimizerConfig(
+        learning_rate=learning_rate, warmup_steps=int(options.warmup_fraction * total_steps),
+        weight_decay=options.weight_decay)
+    multiplier = functools.partial(
+        layerwise_decay.learning_rate_multiplier, num_layers=cfg.model.num_layers,
+        decay=decay, reference=options.reference_layerwise_decay)
+    log(f"fine-tuning {spec.name} ({spec.kind}, {num_labels} labels): {len(data.train)} "
+        f"train / {len(data.dev)} dev examples, {epochs} epochs of {steps_per_epoch} steps, "
+        f"lr {learning_rate:g}, layer-wise decay {decay:g}, seeds {list(options.seeds)}")
+
+    states = {}
+    for seed in options.seeds:
+        keras.utils.set_random_seed(seed)
+        with strategy.scope():
+            encoder, head_weights = None, None
+            if options.init and options.init != "none":
+                if init_info is None:
+                    encoder = model_dir_lib.load_discriminator(options.init)
+                    encoder = getattr(encoder, "encoder", encoder)
+                else:
+                    start, _ = model_dir_lib.load_task_model(options.init)
+                    encoder, head_weights = start.encoder, start.head.get_weights()
+            from electra_tf.modeling.task_models import build_task_model
+            model = build_task_model(cfg, spec.kind, num_labels, encoder=encoder)
+            if head_weights is not None:
+                model.head.set_weights(head_weights)
+            optimizer = optimizers.create_optimizer(
+                opt_cfg, total_steps, mixed_precision=options.mixed_precision,
+                learning_rate_multiplier=multiplier)
+            optimizer.build(model.trainable_variables)
+            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        run = finetune_loop.SeedRun(
+            directory=os.path.join(options.output_dir, f"seed-{seed}"), kind=spec.kind,
+            epochs=epochs, batch_size=options.batch_size, steps_per_epoch=steps_per_epoch,
+            seed=seed, evaluate=evaluate, primary_metric=spec.primary_metric,
+            checkpoint_every=options.checkpoint_every, log=log,
+            show_progress=options.show_progress)
+        states[seed] = finetune_loop.train_seed(
+            run, strategy, model, optimizer, step, train_features,
+            extra_state={"dropout_seeds": checkpointing.dropout_seed_states(model)},
+            callbacks=callbacks)
+        keras.backend.clear_session()
+    return _write_results(options.output_dir, spec, cfg, info, states)
+
+
+def _write_results(output_dir, spec, cfg, info, states) -> dict:
+    """results.json and the kept model (the best seed's best epoch) in `output_dir`."""
+    import tensorflow as tf
+
+    per_seed = {str(seed): {"best_epoch": state["best"]["epoch"], **state["best"]["metrics"]}
+                for seed, state in states.items()}
+    median = {name: float(statistics.median(r[name] for r in per_seed.values()))
+              for name in spec.metrics}
+    best_seed = max(states, key=lambda s: states[s]["best"]["metrics"][spec.primary_metric])
+    results = {"task": spec.name, "kind": spec.kind, "metrics": list(spec.metrics),
+               "primary_metric": spec.primary_metric, "seeds": per_seed, "median": median,
+               "kept_seed": best_seed,
+               "epochs": {str(s): state["epochs"] for s, state in states.items()}}
+    # The kept model: the best seed's best weights, as the model dir's own checkpoint, so that
+    # electra_tf.export (and load_task_model) find it like any model dir's.
+    model = model_dir_lib.build_task_model_from_dir(output_dir, cfg, info)
+    tf.train.Checkpoint(model=model).read(states[best_seed]["best"]["checkpoint"]) \
+        .assert_existing_objects_matched().expect_partial()
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), output_dir,
+                                         max_to_keep=1, checkpoint_name="ckpt")
+    manager.save(checkpoint_number=int(best_seed))
+    files.atomic_write_text(os.path.join(output_dir, "results.json"),
+                            json.dumps(results, indent=1) + "\n")
+    return results
