@@ -22,11 +22,16 @@ setup(
         # tensorflow-model-optimization (via tf-models-official) holds absl-py at ~=1.2.
         "absl-py>=1.4",
         "ai-edge-litert",
+        # TF Serving's own request messages for the export's warm-up records; versioned with
+        # TensorFlow, so pinned to the same release.
+        "tensorflow-serving-api==2.20.0",
         "pyyaml>=6.0",
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # scikit-learn, SciPy and seqeval: references the hand-written fine-tuning metrics are
+        # tested against (tests/test_task_metrics.py); never a runtime dependency.
+        "test": ["pytest>=8", "scikit-learn", "scipy", "seqeval"],
         # Reference for benchmarks/corpus_builder.py only; never a runtime dependency.
         "bench": ["tokenizers>=0.20"],
     },
@@ -34,6 +39,7 @@ setup(
     entry_points={
         "console_scripts": [
             "electra-train=electra_tf.train:run",
+            "electra-finetune=electra_tf.finetune:run",
             "electra-export=electra_tf.export:run",
         ]
     },

@@ -4,19 +4,10 @@ prints the published paths."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from test_export_support import REPO, make_model_dir, vocab_tokens
-
-
-def run_cli(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, "-m", "electra_tf.export", *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+from test_export_support import make_finetuned_dir, make_model_dir, run_cli, vocab_tokens
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +83,20 @@ def test_good_run_then_existing_version_refused(model_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["passed"] and result["paths"]["saved_model"] == os.path.join(out, "electra", "3")
+    assert result["task"] == "replaced_token"
     assert sorted(os.listdir(os.path.join(out, "electra"))) == ["3"]
     again = run_cli(f"--model_dir={model_dir}", f"--output={out}", "--version=3")
     assert again.returncode == 2 and len(error_lines(again)) == 1
     assert "already exists" in error_lines(again)[0]
     assert sorted(os.listdir(os.path.join(out, "electra"))) == ["3"]
+
+
+def test_finetuned_dir_whose_labels_do_not_fit_the_head(tmp_path):
+    run = make_finetuned_dir(str(tmp_path / "run"), "classification", ["neg", "pos"])
+    with open(os.path.join(run, "finetune.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    with open(os.path.join(run, "finetune.json"), "w", encoding="utf-8") as f:
+        json.dump({**info, "labels": ["neg", "neutral", "pos"]}, f)
+    out = str(tmp_path / "out")
+    assert_refused(run_cli(f"--model_dir={run}", f"--output={out}"), out, "finetune.json",
+                   "3 label names", "2 outputs")

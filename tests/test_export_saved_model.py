@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from electra_tf.export import pipeline, saved_model, serving, warmup
 from electra_tf.export.calibration import load_calibration_data
@@ -147,9 +148,14 @@ def test_warmup_requests_parse_back_and_use_serving_field_numbers(exported):
     _, report, _ = exported
     path = os.path.join(report["paths"]["saved_model"], "assets.extra", warmup.WARMUP_FILE)
     parsed = warmup.read_warmup_requests(path)
-    assert [spec for spec, _ in parsed] == [("electra", "serving_default")] * 2 + [
-        ("electra", "serving_pair"), ("electra", "serve_ids")]
-    assert parsed[0][1]["text"].dtype == object and parsed[3][1]["token_ids"].dtype == np.int32
+    # One request per signature: each is one graph with dynamic dimensions.
+    assert [spec for spec, _ in parsed] == [
+        ("electra", "serving_default"), ("electra", "serving_pair"), ("electra", "serve_ids")]
+    assert parsed[0][1]["text"].dtype == object and parsed[2][1]["token_ids"].dtype == np.int32
+    # TF Serving's own messages read the same records.
+    logs = [prediction_log_pb2.PredictionLog.FromString(r)
+            for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    assert [log.WhichOneof("log_type") for log in logs] == ["predict_log"] * 3
     record = next(iter(tf.data.TFRecordDataset(path))).numpy()
     (log_field,) = _wire_fields(record)
     assert log_field[:2] == (6, 2)  # PredictionLog.predict_log
@@ -161,7 +167,8 @@ def test_warmup_requests_parse_back_and_use_serving_field_numbers(exported):
     entry = dict((n, v) for n, _, v in _wire_fields(request[1][2]))
     assert request[1][0] == 2 and entry[1] == b"text"  # inputs map entry: key=1, value=2
     tensor = tf.make_ndarray(tensor_pb2.TensorProto.FromString(entry[2]))
-    assert tensor.shape == (1,) and tensor[0].decode() == parsed[0][1]["text"][0].decode()
+    assert tensor.shape == parsed[0][1]["text"].shape
+    assert tensor[0].decode() == parsed[0][1]["text"][0].decode()
     # Every request runs against the exported signature it names.
     loaded = tf.saved_model.load(report["paths"]["saved_model"])
     for (_, signature), inputs in parsed:
@@ -207,3 +214,7 @@ def test_classifier_exports_float32_logits_and_probabilities(exported, tmp_path)
                                        task="classification", max_seq_length=16)
     np.testing.assert_allclose(out["logits"].numpy(), want["logits"], atol=1e-5)
     assert "token_ids" not in out
+    # Without names the classes are numbered, in the column order of `probabilities`.
+    assert out["labels"].numpy().tolist() == [[b"0", b"1", b"2"]] * 4
+    assert out["label"].numpy().tolist() == [
+        str(i).encode() for i in out["probabilities"].numpy().argmax(-1)]

@@ -1,5 +1,6 @@
-"""Shared helpers of the export tests (no tests here): a tiny trained-run model dir, tiny
-pretraining TFRecords, and a fresh Python process that cannot import electra_tf or keras."""
+"""Shared helpers of the export tests (no tests here): a tiny trained-run model dir, a tiny
+fine-tuned model dir, tiny pretraining TFRecords, and a fresh Python process that cannot
+import electra_tf or keras."""
 
 import json
 import os
@@ -63,6 +64,61 @@ def make_model_dir(path, tokens=None, overrides=()):
     return path
 
 
+def make_finetuned_dir(path, kind, labels, *, tokens=None, max_seq_length=20,
+                       input_sensitive=False, seed=0):
+    """A model dir as `electra_tf.finetune` leaves it: config.yaml, vocab.txt, ckpt-N of
+    `tf.train.Checkpoint(model=task model)`, and finetune.json.
+
+    An untrained tiny encoder gives almost the same [CLS] vector for every input, so every
+    text would get the same class. `input_sensitive` scales the attention kernels up (the
+    [CLS] vector then depends on the other tokens) and centres the head on SENTENCES, so
+    predictions differ between texts as a trained model's do.
+    """
+    import keras
+    import tensorflow as tf
+
+    from electra_tf import config as config_lib
+    from electra_tf.modeling.task_models import build_task_model
+    from electra_tf.text.tokenizer import ElectraTokenizer
+    from electra_tf.text.vocab import write_vocab
+
+    os.makedirs(path, exist_ok=True)
+    tokens = tokens or vocab_tokens()
+    write_vocab(tokens, os.path.join(path, "vocab.txt"))
+    cfg = config_lib.load_config(os.path.join(REPO, "configs", "electra_tiny.yaml"),
+                                 TINY_OVERRIDES)
+    cfg.model.vocab_size = len(tokens)
+    config_lib.save_config(cfg, os.path.join(path, "config.yaml"))
+    keras.utils.set_random_seed(seed)  # the encoder's initialisation too: floors are met per seed
+    model = build_task_model(cfg, kind, max(1, len(labels)))
+    rng = np.random.default_rng(seed)
+    kernel, bias = model.head.weights
+    if input_sensitive:
+        for v in model.encoder.weights:
+            if v.path.endswith("kernel") and any(
+                    f"/{n}/" in v.path for n in ("query", "key", "value", "attention_output")):
+                v.assign(v.numpy() * 10.0)
+        probe = ElectraTokenizer(tokens).encode(sorted(set(SENTENCES)),
+                                                max_seq_length=max_seq_length)
+        hidden = model.encoder(probe).numpy()
+        features = hidden[probe["padding_mask"].numpy() > 0] if kind == "tagging" else \
+            hidden[:, 0, :]
+        weights = rng.normal(0.0, 1.0, kernel.shape) / (
+            features.std(0).mean() * np.sqrt(kernel.shape[0]))
+        kernel.assign(weights.astype("float32"))
+        bias.assign((-(features @ weights).mean(0)).astype("float32"))
+    else:
+        kernel.assign(rng.normal(0.0, 0.5, kernel.shape).astype("float32"))
+        bias.assign(rng.normal(0.0, 1.0, bias.shape).astype("float32"))
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), path, max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=1)
+    info = {"task": {"classification": "sst2", "regression": "stsb", "tagging": "ner"}[kind],
+            "kind": kind, "labels": list(labels), "max_seq_length": max_seq_length}
+    with open(os.path.join(path, "finetune.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, ensure_ascii=False)
+    return path
+
+
 def make_tfrecords(directory, tokenizer, max_seq_length, texts=SENTENCES):
     """Pretraining shards in the reference schema plus their dataset.json sidecar."""
     import tensorflow as tf
@@ -103,6 +159,14 @@ class _Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Block())
 """
+
+
+def run_cli(*args, timeout=300):
+    """Runs `python -m electra_tf.export ARGS` from the repository on CPU."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, "-m", "electra_tf.export", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def run_fresh_python(script, cwd, timeout=240):

@@ -50,6 +50,9 @@ def test_every_variant_written_and_meets_its_floor(exported):
     assert variants["ids_int8"]["disc_auc_delta"] <= 0.05
     # Quantized weights are smaller than float32 ones.
     assert variants["ids_dynamic_int8"]["bytes"] < 0.8 * variants["ids_float32"]["bytes"]
+    # A discriminator has no label names: no labels.txt, no label keys in the report.
+    assert tflite.LABELS_FILE not in os.listdir(report["paths"]["tflite"])
+    assert "labels" not in on_disk and on_disk["task"] == "replaced_token"
 
 
 def test_fresh_litert_process_matches_keras(exported):
@@ -128,3 +131,29 @@ def test_corruption_rate_and_labels(exported):
     assert data.calibration["token_ids"].shape == (4, 16) and len(data.heldout_texts) == 4
     # Even examples calibrate, odd ones verify: the two sets never share an example.
     assert set(data.calibration_texts) == {"a b c d"} and set(data.heldout_texts) == {"e f g h"}
+
+
+def test_fine_tuned_metrics_and_floors():
+    rng = np.random.default_rng(2)
+    keras_logits = rng.normal(size=(4, 10, 3))
+    mask = np.zeros((4, 10), int)
+    mask[:, :6] = 1
+    noisy = keras_logits.copy()
+    noisy[:, 6:] = -keras_logits[:, 6:]  # padding positions disagree and must not count
+    m = verify.classification_metrics(keras_logits, noisy, mask)
+    assert m == {"tokens": 24, "max_abs_logit_diff": 0.0, "max_abs_prob_diff": 0.0,
+                 "argmax_agreement": 1.0}
+    assert verify.passes(m, "int8", "tagging") == (True, "argmax_agreement >= 0.8")
+    # Regression: near-constant scores (an untrained model) pass on the relative error even
+    # though an int8 output cannot resolve them (correlation 0) ...
+    scores = 2.0 + 0.001 * rng.normal(size=(16, 1))
+    flat = verify.regression_metrics(scores, np.full_like(scores, 2.001))
+    assert flat["score_correlation"] == 0.0 and verify.passes(flat, "int8", "regression")[0]
+    # ... widely spread scores pass on their order despite a larger error ...
+    spread = rng.normal(size=(16, 1))
+    ranked = verify.regression_metrics(spread, spread * 1.5)
+    assert ranked["relative_score_error"] > 0.1 and verify.passes(ranked, "int8",
+                                                                   "regression")[0]
+    # ... and a variant that does neither fails.
+    shuffled = verify.regression_metrics(spread, rng.permutation(spread))
+    assert not verify.passes(shuffled, "int8", "regression")[0]

@@ -244,7 +244,9 @@ def test_binary_exit_codes(sentiment, tmp_path):
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
     assert bad.returncode == 2 and len(errors) == 1 and "glue_sst" in errors[0], bad.stderr
     assert "Traceback" not in bad.stderr and not os.path.exists(out)
-    good = subprocess.run(base + ["--task=classification", "--epochs=1", "--seeds=3"], env=env,
+    # Under MirroredStrategy on two logical CPU devices, like pretraining.
+    good = subprocess.run(base + ["--task=classification", "--epochs=1", "--seeds=3",
+                                  "--strategy=mirrored", "--num_cpu_devices=2"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert good.returncode == 0, good.stderr[-3000:]
     summary = json.loads(good.stdout.strip().splitlines()[-1])

@@ -17,6 +17,8 @@ _EXPORTS = {
     "load_interpreter": ".tflite",
     "roc_auc": ".verify",
     "read_warmup_requests": ".warmup",
+    "write_warmup_requests": ".warmup",
+    "predict_request": ".warmup",
     "demo_replaced_tokens": ".demo",
     "run": ".cli",
     "main": ".cli",

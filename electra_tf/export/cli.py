@@ -1,5 +1,9 @@
 """The `electra-export` binary: flags -> `load_export_source` -> `export_all`.
 
+A pretraining model dir exports its discriminator; a fine-tuned one (with the
+`finetune.json` of `electra_tf.finetune`) exports its classifier, regressor or tagger with
+the label names recorded there.
+
     python -m electra_tf.export --model_dir=runs/small --output=exports \
         [--name=electra] [--format=saved_model|tflite|all] \
         [--quantize=none,float16,dynamic,int8] [--max_seq_length=128] [--version=N]
@@ -17,7 +21,8 @@ import sys
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training run directory (config.yaml, vocab.txt, ckpt-N).")
+flags.DEFINE_string("model_dir", None, "Training or fine-tuning run directory (config.yaml, "
+                    "vocab.txt, ckpt-N; finetune.json for a fine-tuned model).")
 flags.DEFINE_string("output", None, "Export root: SavedModel in OUTPUT/NAME/VERSION, TFLite in "
                     "OUTPUT/NAME.tflite/VERSION.")
 flags.DEFINE_string("name", "electra", "Servable name (TF Serving --model_name).")
@@ -27,7 +32,8 @@ flags.DEFINE_string("quantize", "none,float16,dynamic,int8",
                     "int8 (full integer), comma-separated, or all.")
 flags.DEFINE_string("tflite_inputs", "ids,text", "TFLite input styles: ids, text.")
 flags.DEFINE_integer("max_seq_length", None, "Sequence length of the raw-text signatures and "
-                     "TFLite models (default: the config's data.max_seq_length).")
+                     "TFLite models (default: finetune.json's max_seq_length for a fine-tuned "
+                     "model, else the config's data.max_seq_length).")
 flags.DEFINE_integer("version", None, "Version number (default: the next free one); an "
                      "existing version is refused.")
 flags.DEFINE_string("vocab", None, "vocab.txt to serve with (default: MODEL_DIR/vocab.txt); "
@@ -78,7 +84,8 @@ def main(argv):
     except (ExportError, ModelDirError, ConfigError, VocabError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps({"paths": report["paths"], "passed": report["passed"]}))
+    print(json.dumps({"paths": report["paths"], "passed": report["passed"],
+                      "task": report["task"]}))
 
 
 def run():

@@ -4,7 +4,8 @@ Layout under `output_dir` (VERSION is shared by both, the next free integer by d
   NAME/VERSION/                    SavedModel for TF Serving (`--model_base_path=OUT/NAME`)
   NAME/VERSION/assets.extra/       tf_serving_warmup_requests, verification.json, vocab.txt
   NAME.tflite/VERSION/             NAME_{ids,text}_{float32,float16,dynamic_int8,int8}.tflite
-  NAME.tflite/VERSION/             verification.json, vocab.txt
+  NAME.tflite/VERSION/             verification.json, vocab.txt (+ labels.txt for classifiers
+                                   and taggers: one label name per line, in class-id order)
 Everything is written to temporary directories beside the final ones and renamed only after
 every check passed, so a failed or interrupted export leaves nothing behind.
 """
@@ -37,14 +38,15 @@ def export_all(source: ExportSource, output_dir: str, *, name: str = "electra",
     """Exports, verifies and publishes a model. Returns the verification report.
 
     Args:
-      source: an `ExportSource` (model, tokenizer, lengths).
+      source: an `ExportSource` (model, tokenizer, lengths, task and label names).
       output_dir: root of the exports.
       name: servable name.
       formats: `saved_model`, `tflite` (list or comma-separated; `all`).
       quantize: TFLite variants among `none`, `float16`, `dynamic`, `int8`.
       styles: TFLite input styles among `ids`, `text`.
       version: the version number; None = next free one (shared by SavedModel and TFLite).
-      task: `auto`, `replaced_token` or `classification`.
+      task: `auto` (the source's task when it knows it, e.g. from a fine-tuned dir's
+        finetune.json, else `serving.detect_task`) or one of `serving.TASKS`.
       calibration: representative/held-out data; None draws it (see calibration.py).
       representative_data: pretraining TFRecords for the representative dataset.
       cache_dir: cache of the embedded corpus (when no TFRecords are given).
@@ -68,8 +70,8 @@ def export_all(source: ExportSource, output_dir: str, *, name: str = "electra",
             raise ExportError(f"{final} already exists; pass another --version or leave it out "
                               "to take the next free one")
     model, tokenizer, length = source.model, source.tokenizer, source.max_seq_length
-    if task == "auto":
-        task = serving.detect_task(model)
+    task = serving.detect_task(model, source.task if task == "auto" else task)
+    labels = serving.label_names(model, task, source.labels)
     if calibration is None:
         calibration = calibration_lib.load_calibration_data(
             tokenizer, length, representative_data=representative_data, cache_dir=cache_dir,
@@ -79,6 +81,10 @@ def export_all(source: ExportSource, output_dir: str, *, name: str = "electra",
               "model_dir": source.model_dir, "vocab_hash": tokenizer.vocab_hash,
               "data_source": calibration.source,
               "heldout_examples": int(calibration.heldout["token_ids"].shape[0])}
+    if task != "replaced_token":
+        report["labels"] = list(labels)
+        if source.finetune is not None:
+            report["finetune_task"] = source.finetune.get("task")
     # The vocabulary travels with each export so clients can map token ids to word pieces.
     vocab_bytes = ("\n".join(tokenizer.vocab) + "\n").encode("utf-8")
     temps = {fmt: saved_model.temp_dir_beside(final) for fmt, final in finals.items()}
@@ -90,12 +96,15 @@ def export_all(source: ExportSource, output_dir: str, *, name: str = "electra",
             report["tflite"]["dir"] = finals["tflite"]
             with open(os.path.join(temps["tflite"], VOCAB_FILE), "wb") as f:
                 f.write(vocab_bytes)
+            if labels:
+                tflite.write_labels(temps["tflite"], labels)
         if "saved_model" in formats:
             checks = list(calibration.heldout_texts[:6]) + ["", LONG_TEXT]
             started = time.time()
             figures = saved_model.write_saved_model_to(
                 temps["saved_model"], model, tokenizer, name=name, max_seq_length=length,
-                task=task, check_texts=checks, extra_files={VOCAB_FILE: vocab_bytes})
+                task=task, check_texts=checks, extra_files={VOCAB_FILE: vocab_bytes},
+                labels=labels)
             report["saved_model"] = {
                 "path": finals["saved_model"], "signatures": list(saved_model.SIGNATURES),
                 "max_abs_diff_vs_keras": figures, "tolerance": 1e-5,
@@ -151,8 +160,7 @@ def _export_tflite(source, task, calibration, quantize, styles, out_dir, scratch
             metrics.update(file=file_name, bytes=len(flatbuffer), style=style, quantize=q,
                            seconds=round(time.time() - started, 1))
             variants[file_name[len(name) + 1:-len(".tflite")]] = metrics
-            key = "max_abs_logit_diff" if q == "none" else (
-                "agreement_auc" if task == "replaced_token" else "label_agreement")
+            key = verify.passes(metrics, q, task)[1].split()[0]
             log(f"tflite {file_name}: {len(flatbuffer)} bytes, {key}={metrics[key]:.4g}, "
                 f"{'ok' if metrics['passed'] else 'BELOW FLOOR ' + metrics['floor']}")
     return {"dir": out_dir, "variants": variants,

@@ -1,6 +1,6 @@
 """SavedModel export for TensorFlow Serving: `OUT/NAME/VERSION/` with three signatures.
 
-Signatures (all outputs float32 and named; any batch size):
+Signatures (numeric outputs float32, all named; any batch size):
   - `serving_default(text)`: raw strings [batch], tokenized in-graph by
     `ElectraTokenizer.encode` (tensorflow-text ops; TF Serving >= 2.20.0 bundles them,
     tensorflow/serving#2267), truncated to `max_seq_length` word pieces. Outputs are cut to
@@ -10,8 +10,14 @@ Signatures (all outputs float32 and named; any batch size):
     SavedModel signature has no optional inputs and an empty string is a valid segment B.
   - `serve_ids(token_ids, segment_ids, padding_mask)`: int32 [batch, seq], any seq up to the
     model's `max_position_embeddings`.
-Discriminator outputs: `logits`, `replaced_probability` (+ `token_ids`, `padding_mask` for the
-raw-text signatures); classifier outputs: `logits`, `probabilities` (see serving.py).
+Outputs by task (serving.py):
+  - discriminator (`replaced_token`): `logits`, `replaced_probability` (+ `token_ids`,
+    `padding_mask` on the raw-text signatures);
+  - `classification`: `logits`, `probabilities`, `labels` (the label names, string [B, C], in
+    the column order of `probabilities`), `label` (string [B], the most probable name);
+  - `regression`: `logits`, `score` (float32 [B]);
+  - `tagging`: `logits`, `probabilities` [B, S, C], `tags` (string [B, S]) (+ `token_ids`,
+    `padding_mask` on the raw-text signatures).
 
 Exported with `keras.export.ExportArchive` (the model and the tokenizer tracked), written to a
 temporary directory beside the version directory, checked, then renamed into place, so TF
@@ -57,14 +63,16 @@ def temp_dir_beside(final_dir: str) -> str:
     return tmp
 
 
-def build_export_archive(model, tokenizer, *, task: str, max_seq_length: int):
+def build_export_archive(model, tokenizer, *, task: str, max_seq_length: int,
+                         labels: Sequence[str] = ()):
     """A `keras.export.ExportArchive` with the three serving signatures.
 
     Args:
       model: Keras model (inputs token_ids, segment_ids, padding_mask).
       tokenizer: its `ElectraTokenizer`.
-      task: `replaced_token` or `classification` (see `serving.detect_task`).
+      task: one of `serving.TASKS` (see `serving.detect_task`).
       max_seq_length: truncation length of the raw-text signatures.
+      labels: label names of a classifier or tagger (`serving.label_names`).
     """
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -75,21 +83,25 @@ def build_export_archive(model, tokenizer, *, task: str, max_seq_length: int):
     archive.track(tokenizer)
     archive.add_endpoint(
         "serving_default",
-        serving.make_text_function(model, tokenizer, task, max_seq_length))
+        serving.make_text_function(model, tokenizer, task, max_seq_length, labels=labels))
     archive.add_endpoint(
         "serving_pair",
-        serving.make_text_function(model, tokenizer, task, max_seq_length, pair=True))
-    archive.add_endpoint("serve_ids", serving.make_ids_function(model, task))
+        serving.make_text_function(model, tokenizer, task, max_seq_length, pair=True,
+                                   labels=labels))
+    archive.add_endpoint("serve_ids", serving.make_ids_function(model, task, labels=labels))
     return archive
 
 
 def warmup_requests(tokenizer, max_seq_length: int, texts=DEFAULT_WARMUP_TEXTS):
-    """(signature, inputs) pairs: one request per signature, at batch 1 and batch len(texts)."""
+    """(signature, inputs) pairs: one request per signature, each of batch len(texts).
+
+    One is enough: every signature is one graph with dynamic batch and length dimensions,
+    so a request of any shape initialises all of it.
+    """
     texts = list(texts)
     features = tokenizer.encode(texts, max_seq_length=max_seq_length)
     ids = {k: v.numpy().astype(np.int32) for k, v in features.items()}
     return [
-        ("serving_default", {"text": np.array(texts[:1], dtype=object)}),
         ("serving_default", {"text": np.array(texts, dtype=object)}),
         ("serving_pair", {"text": np.array(texts, dtype=object),
                           "text_pair": np.array(texts[::-1], dtype=object)}),
@@ -100,7 +112,8 @@ def warmup_requests(tokenizer, max_seq_length: int, texts=DEFAULT_WARMUP_TEXTS):
 def export_saved_model(model, tokenizer, output_dir: str, *, name: str = "electra",
                        version: Optional[int] = None, max_seq_length: int = 128,
                        task: str = "auto", check_texts: Sequence[str] = DEFAULT_WARMUP_TEXTS,
-                       extra_files: Optional[dict] = None) -> str:
+                       extra_files: Optional[dict] = None,
+                       labels: Optional[Sequence[str]] = None) -> str:
     """Exports `model` with in-graph tokenization to `output_dir/name/version/`.
 
     Args:
@@ -110,9 +123,10 @@ def export_saved_model(model, tokenizer, output_dir: str, *, name: str = "electr
       name: the servable name (also written into the warm-up requests).
       version: integer version; None = next free one. An existing version is refused.
       max_seq_length: truncation length of the raw-text signatures.
-      task: `auto`, `replaced_token` or `classification`.
+      task: `auto` or one of `serving.TASKS`.
       check_texts: texts the export is checked on (and warmed up with).
       extra_files: {name: bytes} written into `assets.extra/` (e.g. a verification report).
+      labels: label names in class-id order (classification, tagging); None numbers them.
 
     Returns:
       The version directory.
@@ -123,7 +137,8 @@ def export_saved_model(model, tokenizer, output_dir: str, *, name: str = "electr
     final_dir, tmp = prepare_version_dir(output_dir, name, version)
     try:
         write_saved_model_to(tmp, model, tokenizer, name=name, max_seq_length=max_seq_length,
-                             task=task, check_texts=check_texts, extra_files=extra_files)
+                             task=task, check_texts=check_texts, extra_files=extra_files,
+                             labels=labels)
         os.rename(tmp, final_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,28 +159,43 @@ def prepare_version_dir(output_dir: str, name: str, version: Optional[int]):
 
 def write_saved_model_to(directory: str, model, tokenizer, *, name: str, max_seq_length: int,
                          task: str = "auto", check_texts=DEFAULT_WARMUP_TEXTS,
-                         extra_files: Optional[dict] = None) -> dict:
+                         extra_files: Optional[dict] = None,
+                         labels: Optional[Sequence[str]] = None) -> dict:
     """Writes the SavedModel + warm-up file into `directory` and checks it against Keras.
 
-    Returns the check's figures (max abs differences per signature).
+    Args:
+      directory: where the SavedModel goes (a temporary directory; created).
+      model: the Keras model.
+      tokenizer: its `ElectraTokenizer`.
+      name: servable name (written into the warm-up requests).
+      max_seq_length: truncation length of the raw-text signatures.
+      task: `auto` or one of `serving.TASKS`.
+      check_texts: texts the export is checked on (and warmed up with).
+      extra_files: {name: bytes} written into `assets.extra/`.
+      labels: label names in class-id order (classification, tagging); None numbers them.
+
+    Returns:
+      The check's figures (max abs differences of the numeric outputs per signature).
     """
     if task == "auto":
         task = serving.detect_task(model)
-    archive = build_export_archive(model, tokenizer, task=task, max_seq_length=max_seq_length)
+    labels = serving.label_names(model, task, labels)
+    archive = build_export_archive(model, tokenizer, task=task, max_seq_length=max_seq_length,
+                                   labels=labels)
     archive.write_out(directory, verbose=False)
     extra = os.path.join(directory, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     requests = warmup_requests(tokenizer, max_seq_length, check_texts)
     warmup_path = os.path.join(extra, warmup.WARMUP_FILE)
     warmup.write_warmup_requests(warmup_path, name, requests)
-    # Parse the hand-built protos back: the same signatures and inputs must come out.
+    # Parse the records back: the same signatures and inputs must come out.
     parsed = warmup.read_warmup_requests(warmup_path)
     if [(spec, sorted(inputs)) for spec, inputs in parsed] != [
             ((name, sig), sorted(inputs)) for sig, inputs in requests]:
         raise ExportError(f"{warmup_path} did not parse back to the requests written; "
                           "report this as a bug")
     figures = check_saved_model(directory, model, tokenizer, task=task,
-                                max_seq_length=max_seq_length, texts=check_texts)
+                                max_seq_length=max_seq_length, texts=check_texts, labels=labels)
     for file_name, data in (extra_files or {}).items():
         with open(os.path.join(extra, file_name), "wb") as f:
             f.write(data)
@@ -173,26 +203,56 @@ def write_saved_model_to(directory: str, model, tokenizer, *, name: str, max_seq
 
 
 def keras_reference(model, tokenizer, texts, *, task: str, max_seq_length: int,
-                    text_pairs=None) -> dict:
-    """What the Keras model answers for raw texts (encoded exactly as the export does)."""
+                    text_pairs=None, labels: Sequence[str] = ()) -> dict:
+    """What the Keras model answers for raw texts (encoded exactly as the export does).
+
+    Args:
+      model: the Keras model.
+      tokenizer: its `ElectraTokenizer`.
+      texts: raw strings (segment A).
+      task: one of `serving.TASKS`.
+      max_seq_length: the encoding length (outputs are not trimmed).
+      text_pairs: raw strings of segment B, or None.
+      labels: label names (classification, tagging); string outputs come back as bytes.
+    """
     features = tokenizer.encode(list(texts), None if text_pairs is None else list(text_pairs),
                                 max_seq_length=max_seq_length)
-    out = {k: v.numpy() for k, v in serving.head_outputs(model, features, task).items()}
+    labels = labels or serving.label_names(model, task)
+    out = {k: v.numpy() for k, v in serving.head_outputs(model, features, task,
+                                                         labels).items()}
     out.update({k: v.numpy() for k, v in features.items()})
     return out
 
 
 def check_saved_model(directory: str, model, tokenizer, *, task: str, max_seq_length: int,
-                      texts=DEFAULT_WARMUP_TEXTS, tolerance: float = 1e-5) -> dict:
+                      texts=DEFAULT_WARMUP_TEXTS, tolerance: float = 1e-5,
+                      labels: Sequence[str] = ()) -> dict:
     """Reloads the SavedModel and compares every signature with the Keras model.
 
-    Raises ExportError when an output differs by more than `tolerance`.
+    Numeric outputs must agree within `tolerance`; string outputs must be equal (see
+    `compare_outputs`).
+
+    Args:
+      directory: the written SavedModel.
+      model: the Keras model it came from.
+      tokenizer: its `ElectraTokenizer`.
+      task: one of `serving.TASKS`.
+      max_seq_length: truncation length of the raw-text signatures.
+      texts: the texts to check on (pairs are the same texts reversed).
+      tolerance: largest allowed absolute difference.
+      labels: label names (classification, tagging).
+
+    Returns:
+      {signature: max abs difference of its numeric outputs}.
+
+    Raises:
+      ExportError: a difference above `tolerance`, or a string output that differs.
     """
     loaded = tf.saved_model.load(directory)
     texts = list(texts)
-    ref = keras_reference(model, tokenizer, texts, task=task, max_seq_length=max_seq_length)
-    pair_ref = keras_reference(model, tokenizer, texts, task=task,
-                               max_seq_length=max_seq_length, text_pairs=texts[::-1])
+    kwargs = dict(task=task, max_seq_length=max_seq_length, labels=labels)
+    ref = keras_reference(model, tokenizer, texts, **kwargs)
+    pair_ref = keras_reference(model, tokenizer, texts, text_pairs=texts[::-1], **kwargs)
     results = {
         "serving_default": (loaded.signatures["serving_default"](text=tf.constant(texts)), ref),
         "serving_pair": (loaded.signatures["serving_pair"](
@@ -202,27 +262,85 @@ def check_saved_model(directory: str, model, tokenizer, *, task: str, max_seq_le
     }
     figures = {}
     for signature, (got, want) in results.items():
-        diff = compare_outputs({k: v.numpy() for k, v in got.items()}, want, task)
+        got = {k: v.numpy() for k, v in got.items()}
+        diff, differing = compare_outputs(got, want, task, tolerance=tolerance)
         figures[signature] = diff
         if diff > tolerance:
             raise ExportError(f"SavedModel signature {signature} differs from the Keras model by "
                               f"{diff:.3g} (> {tolerance}); report this as a bug")
+        if differing:
+            raise ExportError(f"SavedModel signature {signature} answers other {differing[0]} "
+                              "than the Keras model; report this as a bug")
     return figures
 
 
-def compare_outputs(got: dict, want: dict, task: str) -> float:
-    """Largest |difference| of logits/probabilities on real (non-padding) tokens."""
+def _per_token(task: str) -> bool:
+    return task in ("replaced_token", "tagging")
+
+
+def compare_outputs(got: dict, want: dict, task: str, tolerance: float = 1e-5):
+    """How far the served outputs are from the Keras ones.
+
+    Numeric outputs (`logits`, `replaced_probability`, `probabilities`, `score`): the largest
+    |difference|, over real (non-padding) tokens for per-token tasks. String outputs
+    (`labels`, `label`, `tags`) must be equal, except where the Keras model's two best
+    classes are within `tolerance` of each other: there either name is right.
+
+    Args:
+      got: the served outputs (NumPy; trimmed to the batch's longest row for raw text).
+      want: `keras_reference` outputs (full `max_seq_length` width).
+      task: one of `serving.TASKS`.
+      tolerance: the numeric tolerance (also what counts as a tie).
+
+    Returns:
+      (largest numeric difference, names of the string outputs that differ).
+
+    Example:
+
+    >>> want = {"logits": np.array([[0.0, 2.0]]), "probabilities": np.array([[0.1, 0.9]]),
+    ...         "labels": np.array([[b"no", b"yes"]]), "label": np.array([b"yes"])}
+    >>> got = dict(want, logits=np.array([[0.0, 2.0 + 2 ** -20]]))
+    >>> compare_outputs(got, want, "classification")
+    (9.5367431640625e-07, [])
+    >>> compare_outputs(dict(got, label=np.array([b"no"])), want, "classification")[1]
+    ['label']
+    """
+    mask = None
+    if _per_token(task):
+        width = np.asarray(got["logits"]).shape[1]
+        mask = np.asarray(want["padding_mask"])[:, :width].astype(bool)
+
+    def aligned(key):
+        g, w = np.asarray(got[key]), np.asarray(want[key])
+        if mask is not None:
+            w = w[:, :g.shape[1]]
+            g, w = g[mask], w[mask]
+        return g, w
+
     worst = 0.0
-    for key in ("logits", "replaced_probability", "probabilities"):
+    for key in ("logits", "replaced_probability", "probabilities", "score"):
         if key not in got:
             continue
-        g, w = np.asarray(got[key]), np.asarray(want[key])
-        if task == "replaced_token":
-            width = g.shape[1]
-            w = w[:, :width]
-            mask = np.asarray(want["padding_mask"])[:, :width].astype(bool)
-            if not mask.any():
-                continue
-            g, w = g[mask], w[mask]
-        worst = max(worst, float(np.max(np.abs(g - w))) if g.size else 0.0)
-    return worst
+        g, w = aligned(key)
+        if g.size:
+            worst = max(worst, float(np.max(np.abs(g.astype(np.float64) - w))))
+    differing = []
+    for key in ("labels", "label", "tags"):
+        if key not in got and key not in want:
+            continue
+        if key not in got or key not in want:
+            differing.append(key)
+            continue
+        g, w = aligned(key)
+        if g.shape != w.shape:
+            differing.append(key)
+            continue
+        unequal = g != w
+        if key != "labels" and unequal.any():
+            probs = np.sort(aligned("probabilities")[1], axis=-1)
+            tied = probs[..., -1] - probs[..., -2] <= tolerance if probs.shape[-1] > 1 else \
+                np.zeros(unequal.shape, bool)
+            unequal &= ~tied
+        if unequal.any():
+            differing.append(key)
+    return worst, differing

@@ -12,6 +12,14 @@ Input styles:
   - `text`: raw strings [batch] (signature `serve_text`); FastBertTokenizer runs as TF Text
     custom ops, so the interpreter must be `InterpreterWithCustomOps(custom_op_registerers=
     tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)` (use `load_interpreter`).
+Outputs are the numeric ones of the SavedModel (serving.py): `logits` and
+`replaced_probability` (discriminator), `probabilities` (classifier, tagger), `score`
+(regression), plus `token_ids` and `padding_mask` of the text style for per-token tasks.
+The string outputs (`labels`, `label`, `tags`) are left out: every variant, the full-integer
+one included, is then the same numeric graph, whose outputs `verify.py` checks against Keras
+with one set of floors, and an on-device app maps an argmax to a name with `labels.txt`
+(written beside the models for classifiers and taggers: one name per line, in class-id
+order) instead of carrying strings through the interpreter.
 Only TFLITE_BUILTINS (+ TF Text custom ops): Flex (select TF) ops do not run in ai-edge-litert.
 Converted from a SavedModel (docs/architecture.md, "Facts about the stack": the supported path), written by ExportArchive to a
 scratch directory with fixed-length signatures.
@@ -29,6 +37,7 @@ from electra_tf.export import serving
 from electra_tf.export.choices import INPUT_STYLES, QUANTIZATIONS  # noqa: F401  (re-exported)
 
 SIGNATURE = {"ids": "serve_ids", "text": "serve_text"}
+LABELS_FILE = "labels.txt"
 VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic_int8",
                  "int8": "int8"}
 
@@ -46,7 +55,7 @@ def write_conversion_source(model, tokenizer, directory: str, *, task: str, styl
       model: the Keras model.
       tokenizer: its `ElectraTokenizer` (used by the `text` style).
       directory: scratch directory (created).
-      task: `replaced_token` or `classification`.
+      task: one of `serving.TASKS`.
       style: `ids` or `text`.
       max_seq_length: the fixed sequence length.
     """
@@ -56,10 +65,11 @@ def write_conversion_source(model, tokenizer, directory: str, *, task: str, styl
     archive = keras.export.ExportArchive()
     archive.track(model)
     if style == "ids":
-        fn = serving.make_ids_function(model, task, seq_length=max_seq_length)
+        fn = serving.make_ids_function(model, task, seq_length=max_seq_length, names=False)
     else:
         archive.track(tokenizer)
-        fn = serving.make_text_function(model, tokenizer, task, max_seq_length, trim=False)
+        fn = serving.make_text_function(model, tokenizer, task, max_seq_length, trim=False,
+                                        names=False)
     archive.add_endpoint(SIGNATURE[style], fn)
     archive.write_out(path, verbose=False)
     return path
@@ -132,10 +142,33 @@ def run(interpreter, inputs: dict, *, style: Optional[str] = None) -> dict:
     style = style or ("text" if "text" in inputs else "ids")
     runner = interpreter.get_signature_runner(SIGNATURE[style])
     if style == "text":
-        feed = {"text": np.asarray(list(inputs["text"]), dtype=object).astype(bytes)}
+        # Encoded explicitly: NumPy's str -> bytes conversion is ASCII-only.
+        feed = {"text": np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t)
+                                  for t in inputs["text"]], dtype=bytes)}
     else:
         feed = {k: np.asarray(inputs[k], dtype=np.int32) for k in serving.ID_INPUTS}
     return runner(**feed)
+
+
+def write_labels(directory: str, labels) -> str:
+    """Writes `labels.txt` (one label name per line, in class-id order); returns its path.
+
+    Args:
+      directory: the TFLite version directory.
+      labels: the label names.
+
+    Example:
+
+    >>> import tempfile
+    >>> path = write_labels(tempfile.mkdtemp(), ["负面", "positive"])
+    >>> open(path, encoding="utf-8").read().splitlines()
+    ['负面', 'positive']
+    """
+    from electra_tf.files import atomic_write_bytes  # pylint: disable=import-outside-toplevel
+
+    path = os.path.join(directory, LABELS_FILE)
+    atomic_write_bytes(path, "".join(f"{name}\n" for name in labels).encode("utf-8"))
+    return path
 
 
 def representative_inputs(calibration, style: str) -> list:
