@@ -366,3 +366,48 @@ def embedded_corpus_files(cache_dir: str) -> list[str]:
     }
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return [os.path.join(directory, n) for n in names]
+
+
+def embedded_paragraph_kinds(file_index: int = -1) -> list[tuple[str, str]]:
+    r"""A small real labelled task from the embedded corpus: is a paragraph a docstring or a
+    comment?
+
+    Returns the paragraphs of the modules that make up one file of the embedded corpus
+    (the same split `embedded_corpus_files` makes; by default the last file, which the demo
+    holds out of pretraining), each with its kind, in source order.
+
+    Args:
+      file_index: which of the embedded corpus files' modules to use.
+
+    Returns:
+      list of (paragraph, "docstring" | "comment").
+
+    Example:
+
+    >>> pairs = embedded_paragraph_kinds()
+    >>> sorted({kind for _, kind in pairs})
+    ['comment', 'docstring']
+    """
+    sources = _stdlib_sources(sysconfig.get_paths()["stdlib"])
+    skipped = collections.Counter()
+    documents = []
+    for path in sources:
+        paragraphs = _module_document(path, skipped)
+        if paragraphs:
+            documents.append((path, len("\n".join(paragraphs) + "\n")))
+    total = sum(size for _, size in documents)
+    wanted = range(_EMBEDDED_NUM_FILES)[file_index]
+    out, done = [], 0
+    for path, size in documents:
+        # The same assignment of modules to files as `embedded_corpus_files`.
+        shard = min(_EMBEDDED_NUM_FILES - 1, done * _EMBEDDED_NUM_FILES // total)
+        done += size
+        if shard != wanted:
+            continue
+        with open(path, "rb") as f:
+            source = f.read()
+        items = [(line, p, "docstring") for line, p in _docstrings(ast.parse(source))]
+        items += [(line, p, "comment") for line, p in _comments(source)]
+        items.sort(key=lambda item: item[0])
+        out.extend((p, kind) for _, p, kind in items)
+    return out
