@@ -26,8 +26,8 @@ flags.DEFINE_string("data_dir", None, "Directory of the task's train and dev fil
 flags.DEFINE_string("init", None, "A pretraining (or converted) model dir, or 'none' for "
                     "random initialisation (the baseline).")
 flags.DEFINE_string("output_dir", None, "Where results.json, checkpoints and the kept model go.")
-flags.DEFINE_string("config", None, "Model size YAML for --init=none (default "
-                    "configs/electra_small.yaml).")
+flags.DEFINE_string("config", None, "Model size YAML for --init=none (default: "
+                    "ELECTRA-Small's sizes).")
 flags.DEFINE_string("vocab", None, "vocab.txt (required with --init=none; else must match "
                     "the model dir's).")
 flags.DEFINE_multi_string("override", [], "Config override section.key=value (--init=none).")
@@ -50,8 +50,8 @@ flags.DEFINE_string("train_file", None, "Training file in --data_dir (default tr
 flags.DEFINE_string("dev_file", None, "Evaluation file in --data_dir (default dev.*).")
 flags.DEFINE_enum("header", "auto", ["auto", "yes", "no"], "Whether CSV/TSV files have a "
                   "header row.")
-flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "multi_worker_mirrored",
-                                             "tpu"], "tf.distribute strategy.")
+flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "tpu"],
+                  "tf.distribute strategy (multi-worker fine-tuning is not supported yet).")
 flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored.")
 flags.DEFINE_integer("num_cpu_devices", 0, "Logical CPU devices (mirrored without GPUs).")
 flags.DEFINE_string("all_reduce_alg", None, "Cross-device all-reduce algorithm.")

@@ -190,7 +190,7 @@ def _refused(fn, match, out):
 
 def test_bad_input_is_refused_with_one_line_and_nothing_written(sentiment, tmp_path):
     from electra_tf.text.vocab import SPECIAL_TOKENS, write_vocab
-    from electra_tf.training.finetuning import run_finetuning
+    from electra_tf.training.finetuning import FinetuneError, run_finetuning
 
     root, data, vocab = sentiment
     out = str(tmp_path / "out")
@@ -228,6 +228,20 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(sentiment, tmp_p
                 (("good", "pos"), ("bad", "neg"), ("fine", "mid")) * 12))
     _refused(lambda: run_finetuning(_options(str(three), out, None, init=finetuned), **quiet),
              "head of 2 labels", out)
+    # Never written over: the init itself, or another run's model dir.
+    before = sorted(os.listdir(finetuned))
+    with pytest.raises(FinetuneError, match="--output_dir is --init"):
+        run_finetuning(_options(data, finetuned, None, init=finetuned), **quiet)
+    other_run = tmp_path / "pretraining_run"
+    other_run.mkdir()
+    (other_run / "config.yaml").write_text("model: {}\n")
+    with pytest.raises(FinetuneError, match="holds another run"):
+        run_finetuning(_options(data, str(other_run), vocab), **quiet)
+    assert sorted(os.listdir(finetuned)) == before
+    for bad, match in ((dict(seeds=(-1,)), "non-negative"), (dict(warmup_fraction=-0.1),
+                       "warmup_fraction"), (dict(epochs=0), "--epochs=0"),
+                       (dict(strategy="multi_worker_mirrored"), "not supported")):
+        _refused(lambda: run_finetuning(_options(data, out, vocab, **bad), **quiet), match, out)
 
 
 def test_binary_exit_codes(sentiment, tmp_path):

@@ -115,8 +115,8 @@ def train_seed(run: SeedRun, strategy, model, optimizer, step, features,
     ckpt = TrainCheckpoint(run.directory, max_to_keep=1, model=model, optimizer=optimizer,
                            step=step, **(extra_state or {}))
     best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), os.path.join(run.directory, "best"), max_to_keep=1,
-        checkpoint_name="model")
+        tf.train.Checkpoint(model=model), os.path.join(run.directory, "best"), max_to_keep=2,
+        checkpoint_name="model")  # 2: the best recorded in state.json survives the next save
     restored = ckpt.restore()
     state_path = os.path.join(run.directory, "state.json")
     state = _read_state(state_path)
@@ -190,7 +190,7 @@ def train_seed(run: SeedRun, strategy, model, optimizer, step, features,
         if best is None or metrics[run.primary_metric] > best["metrics"][run.primary_metric]:
             best_manager.save(checkpoint_number=epoch + 1)
             state["best"] = {"epoch": epoch + 1, "metrics": metrics,
-                             "checkpoint": best_manager.latest_checkpoint}
+                             "checkpoint": os.path.basename(best_manager.latest_checkpoint)}
         files.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
         path = ckpt.save(now)
         for callback in callbacks:

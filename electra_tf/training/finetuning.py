@@ -40,8 +40,8 @@ class FinetuneOptions:
       output_dir: where the run writes (resumable).
       init: a pretraining (or converted, or fine-tuned) model dir, or "none" for random
         initialisation.
-      config: YAML of the model size for `init="none"` (default configs/electra_small.yaml
-        values); ignored otherwise.
+      config: YAML of the model size for `init="none"` (default: ELECTRA-Small's sizes);
+        ignored otherwise.
       vocab: vocab.txt; required for `init="none"`, checked against the model dir otherwise.
       overrides: config overrides (`section.key=value`) for `init="none"`.
       epochs, learning_rate, layerwise_lr_decay: None picks the reference default for the
@@ -107,6 +107,12 @@ def _resolve_model(options: FinetuneOptions):
 
     if options.init and options.init != "none":
         opened = model_dir_lib.open_model_dir(options.init)
+        m = opened.config.model
+        if m.embedding_sharing == "gdes" and opened.config.objective.kind == "electra":
+            raise FinetuneError(
+                f"--init={options.init} was pretrained with model.embedding_sharing=gdes, "
+                "whose discriminator table is the generator's plus a delta; fine-tuning from "
+                "it is not supported yet: pretrain with tied or untied embeddings")
         if options.vocab:
             tokens = vocab_lib.load_vocab(options.vocab)
             if vocab_lib.vocab_hash(tokens) != vocab_lib.vocab_hash(opened.tokens):
@@ -121,22 +127,38 @@ def _resolve_model(options: FinetuneOptions):
         raise FinetuneError("--vocab is required with --init=none (the vocabulary to "
                             "tokenize with); or pass --init=MODEL_DIR of a pretraining run")
     tokens = vocab_lib.load_vocab(options.vocab)
-    path = options.config or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-        "configs", "electra_small.yaml")
-    cfg = config_lib.load_config(path, list(options.overrides)
-                                 + [f"model.vocab_size={len(tokens)}"])
+    overrides = list(options.overrides) + [f"model.vocab_size={len(tokens)}"]
+    if options.config:
+        cfg = config_lib.load_config(options.config, overrides)
+    else:  # The config defaults are ELECTRA-Small's sizes.
+        cfg = config_lib.from_dict({}, overrides, source="--override")
     return cfg, tokens, options.vocab, None
 
 
-def _check_output_dir(output_dir: str, info: dict) -> None:
-    """A resumed run must be the same task, labels and start; refuses anything else."""
+# What a resumed run may not change (anything else but the seeds would make the restored
+# step, schedule or data order mean something else).
+_RESUME_KEYS = ("task", "kind", "labels", "init", "max_seq_length", "train_file", "dev_file",
+                "epochs", "learning_rate", "layerwise_lr_decay", "reference_layerwise_decay",
+                "batch_size", "train_examples", "warmup_fraction", "weight_decay",
+                "mixed_precision")
+
+
+def _check_output_dir(output_dir: str, info: dict, init: str) -> None:
+    """A resumed run must be the same run; a pretraining model dir is never overwritten."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise FinetuneError(f"--output_dir={output_dir} is a file; pass a directory")
+    if init != "none" and os.path.abspath(output_dir) == os.path.abspath(init):
+        raise FinetuneError(f"--output_dir is --init ({init}); write the fine-tuned model to a "
+                            "new directory")
     saved = model_dir_lib.read_finetune_info(output_dir) if os.path.isdir(output_dir) else None
     if saved is None:
+        for name in (model_dir_lib.CONFIG_FILE, "checkpoint"):
+            if os.path.exists(os.path.join(output_dir, name)):
+                raise FinetuneError(
+                    f"--output_dir={output_dir} holds another run ({name}, no "
+                    f"{model_dir_lib.FINETUNE_FILE}); pass a new directory")
         return
-    for key in ("task", "kind", "labels", "init", "max_seq_length"):
+    for key in _RESUME_KEYS:
         if saved.get(key) != info.get(key):
             raise FinetuneError(
                 f"{os.path.join(output_dir, model_dir_lib.FINETUNE_FILE)} has {key}="
@@ -200,8 +222,20 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
                                      optimizers, precision)
     from electra_tf.training import strategy as strategy_lib
 
-    if not options.seeds:
-        raise FinetuneError("--seeds is empty; pass at least one seed, e.g. --seeds=1,2,3")
+    if not options.seeds or any(int(s) < 0 for s in options.seeds):
+        raise FinetuneError(f"--seeds={','.join(map(str, options.seeds))}: pass one or more "
+                            "non-negative integers, e.g. --seeds=1,2,3")
+    if not 0.0 <= options.warmup_fraction <= 1.0:
+        raise FinetuneError(f"--warmup_fraction={options.warmup_fraction} must be in [0, 1]")
+    if options.strategy == "multi_worker_mirrored":
+        raise FinetuneError("--strategy=multi_worker_mirrored is not supported by fine-tuning "
+                            "yet (one writer per output dir); use mirrored on one machine")
+    for flag in ("epochs", "max_seq_length"):
+        value = getattr(options, flag)
+        if value is not None and value < 1:
+            raise FinetuneError(f"--{flag}={value} must be >= 1")
+    if options.learning_rate is not None and options.learning_rate <= 0:
+        raise FinetuneError(f"--learning_rate={options.learning_rate} must be positive")
     if options.batch_size < 1:
         raise FinetuneError(f"--batch_size={options.batch_size} must be >= 1")
     data = tasks.load_task_data(
@@ -219,34 +253,42 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
     num_labels = max(1, len(data.labels))
     if init_info is not None:
         head = max(1, len(init_info["labels"]))
-        if init_info["kind"] != spec.kind or head != num_labels:
+        if init_info["kind"] != spec.kind or head != num_labels or (
+                spec.kind != "regression" and list(init_info["labels"]) != list(data.labels)):
             raise FinetuneError(
-                f"--init={options.init} has a {init_info['kind']} head of {head} labels but "
-                f"{spec.name} needs a {spec.kind} head of {num_labels}; start from the "
-                "pretraining model dir instead")
+                f"--init={options.init} has a {init_info['kind']} head of {head} labels "
+                f"{init_info['labels'][:5]} but {spec.name} needs a {spec.kind} head of "
+                f"{num_labels} labels {list(data.labels)[:5]}; start from the pretraining "
+                "model dir instead")
     limit = cfg.model.max_position_embeddings
-    max_seq_length = options.max_seq_length or min(DEFAULT_MAX_SEQ_LENGTH, limit)
+    max_seq_length = (min(DEFAULT_MAX_SEQ_LENGTH, limit) if options.max_seq_length is None
+                      else options.max_seq_length)
     if not 3 <= max_seq_length <= limit:
         raise FinetuneError(f"--max_seq_length={max_seq_length} is outside 3..{limit} "
                             "(model.max_position_embeddings); pick a length in that range")
-    epochs = options.epochs or spec.default_epochs
+    epochs = spec.default_epochs if options.epochs is None else options.epochs
     steps_per_epoch = len(data.train) // options.batch_size
     if epochs < 1 or steps_per_epoch < 1:
         raise FinetuneError(
             f"{data.train_file} has {len(data.train)} examples, fewer than one batch of "
             f"--batch_size={options.batch_size} (or --epochs={epochs} < 1); lower "
             "--batch_size or add data")
-    learning_rate = options.learning_rate or default_learning_rate(cfg)
-    decay = options.layerwise_lr_decay or default_layerwise_decay(cfg)
+    learning_rate = (default_learning_rate(cfg) if options.learning_rate is None
+                     else options.learning_rate)
+    decay = (default_layerwise_decay(cfg) if options.layerwise_lr_decay is None
+             else options.layerwise_lr_decay)
     info = {"task": spec.name, "kind": spec.kind, "labels": list(data.labels),
-            "max_seq_length": max_seq_length, "init": options.init,
+            "max_seq_length": max_seq_length,
+            "init": options.init if options.init == "none" else os.path.abspath(options.init),
+            "warmup_fraction": options.warmup_fraction, "weight_decay": options.weight_decay,
+            "mixed_precision": options.mixed_precision,
             "train_file": data.train_file, "dev_file": data.dev_file,
             "epochs": epochs, "learning_rate": learning_rate, "layerwise_lr_decay": decay,
             "reference_layerwise_decay": options.reference_layerwise_decay,
             "batch_size": options.batch_size, "seeds": list(options.seeds),
             "train_examples": len(data.train), "dev_examples": len(data.dev),
             "metrics": list(spec.metrics), "primary_metric": spec.primary_metric}
-    _check_output_dir(options.output_dir, info)
+    _check_output_dir(options.output_dir, info, options.init or "none")
     strategy = strategy_lib.make_strategy(
         options.strategy, num_gpus=options.num_gpus, all_reduce_alg=options.all_reduce_alg,
         tpu_address=options.tpu)
@@ -293,6 +335,8 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
     states = {}
     for seed in options.seeds:
         keras.utils.set_random_seed(seed)
+        # Per seed: clear_session() below resets Keras' global dtype policy.
+        precision.configure_precision(options.mixed_precision)
         with strategy.scope():
             encoder, head_weights = None, None
             if options.init and options.init != "none":
@@ -342,7 +386,9 @@ def _write_results(output_dir, spec, cfg, info, states) -> dict:
     # The kept model: the best seed's best weights, as the model dir's own checkpoint, so that
     # electra_tf.export (and load_task_model) find it like any model dir's.
     model = model_dir_lib.build_task_model_from_dir(output_dir, cfg, info)
-    tf.train.Checkpoint(model=model).read(states[best_seed]["best"]["checkpoint"]) \
+    best_path = os.path.join(output_dir, f"seed-{best_seed}", "best",
+                             os.path.basename(states[best_seed]["best"]["checkpoint"]))
+    tf.train.Checkpoint(model=model).read(best_path) \
         .assert_existing_objects_matched().expect_partial()
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), output_dir,
                                          max_to_keep=1, checkpoint_name="ckpt")
