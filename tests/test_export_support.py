@@ -55,6 +55,10 @@ def make_model_dir(path, tokens=None, overrides=()):
     cfg = config_lib.load_config(os.path.join(REPO, "configs", "electra_tiny.yaml"),
                                  TINY_OVERRIDES + list(overrides))
     cfg, tokens = prepare_model_dir(path, cfg, vocab_path)
+    import keras
+    # The same initial weights whatever ran before in this process: the quantized variants'
+    # agreement floors are checked on exactly these weights.
+    keras.utils.set_random_seed(0)
     pretrainer = build_pretrainer(cfg, tokens)
     rng = np.random.default_rng(0)
     for v in pretrainer.discriminator.weights:

@@ -60,18 +60,20 @@ def encode_texts(tokenizer, examples: Sequence, kind: str, label_ids: dict,
     >>> f.inputs["token_ids"].tolist(), f.labels.tolist()
     ([[2, 5, 3, 0, 0, 0], [2, 6, 3, 5, 3, 0]], [1, 0])
     """
-    columns = {"token_ids": [], "segment_ids": [], "padding_mask": []}
-    for start in range(0, len(examples), _BATCH):
-        chunk = examples[start:start + _BATCH]
-        pairs = [e.text_pair for e in chunk]
-        has_pair = any(p is not None for p in pairs)
-        encoded = tokenizer.encode(
-            [e.text for e in chunk], [p or "" for p in pairs] if has_pair else None,
-            max_seq_length=max_seq_length)
-        for key in columns:
-            columns[key].append(encoded[key].numpy().astype(np.int32))
-    inputs = {k: (np.concatenate(v) if v else np.zeros((0, max_seq_length), np.int32))
-              for k, v in columns.items()}
+    inputs = {k: np.zeros((len(examples), max_seq_length), np.int32)
+              for k in ("token_ids", "segment_ids", "padding_mask")}
+    # Single texts and pairs are encoded apart: a pair's empty second text would still get
+    # its [SEP], a single text gets none.
+    for paired in (False, True):
+        rows = [i for i, e in enumerate(examples) if (e.text_pair is not None) == paired]
+        for start in range(0, len(rows), _BATCH):
+            chunk = rows[start:start + _BATCH]
+            encoded = tokenizer.encode(
+                [examples[i].text for i in chunk],
+                [examples[i].text_pair for i in chunk] if paired else None,
+                max_seq_length=max_seq_length)
+            for key in inputs:
+                inputs[key][chunk] = encoded[key].numpy()
     if kind == "regression":
         labels = np.array([float(e.label) for e in examples], np.float32)
     else:
@@ -97,10 +99,10 @@ def encode_tagged(tokenizer, examples: Sequence, tag_ids: dict, max_seq_length: 
     >>> from electra_tf.text.tokenizer import ElectraTokenizer
     >>> tok = ElectraTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "new", "york",
     ...                         "##er", "北", "京"])
-    >>> f = encode_tagged(tok, [TaggedExample(["newyorker", "北京"], ["B-PER", "B-LOC"], "x:1")],
+    >>> f = encode_tagged(tok, [TaggedExample(["newer", "北京"], ["B-PER", "B-LOC"], "x:1")],
     ...                   {"O": 0, "B-LOC": 1, "B-PER": 2}, 8)
-    >>> f.inputs["token_ids"].tolist(), f.word_starts
-    ([[2, 5, 1, 8, 9, 3, 0, 0]], [[1, 3]])
+    >>> f.inputs["token_ids"].tolist(), f.word_starts  # newer = new ##er; 北京 = 北 京
+    ([[2, 5, 7, 8, 9, 3, 0, 0]], [[1, 3]])
     >>> f.labels.tolist(), f.weights.tolist()
     ([[0, 2, 0, 1, 0, 0, 0, 0]], [[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     """
