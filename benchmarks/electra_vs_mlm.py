@@ -39,6 +39,8 @@ flags.DEFINE_integer("max_train_examples", 2000, "Fine-tuning examples per task 
                      "subset), times --scale.")
 flags.DEFINE_integer("finetune_seq_length", 64, "Fine-tuning sequence length.")
 flags.DEFINE_list("inits", ["electra", "mlm", "none"], "Which starts to fine-tune.")
+flags.DEFINE_multi_string("override", [], "Pretraining config overrides (section.key=value), "
+                          "e.g. objective.temperature=2.0.")
 
 # A small discriminator that pretrains in minutes on a CPU; the generator is 1/4 of its
 # width, as in ELECTRA-Small.
@@ -101,7 +103,7 @@ def pretrain(out, vocab, data, objective, steps):
     cfg = config_lib.load_config(
         os.path.join(REPO, "configs", "electra_small.yaml"),
         MODEL + [f"objective.kind={objective}", f"training.train_steps={steps}",
-                 f"optimizer.warmup_steps={max(1, steps // 10)}"])
+                 f"optimizer.warmup_steps={max(1, steps // 10)}"] + list(FLAGS.override))
     start = time.time()
     result = trainer.train(cfg, train_data=data, model_dir=model_dir, vocab=vocab,
                            log_fn=lambda line: print(f"[{objective}] {line}", flush=True))
@@ -152,7 +154,8 @@ def main(argv):
     vocab, data = build_data(out)
     base = os.path.join(REPO, "configs", "electra_small.yaml")
     per_seq = {kind: flops.model_flops_per_sequence(config_lib.load_config(
-        base, MODEL + [f"objective.kind={kind}"])) for kind in ("electra", "mlm")}
+        base, MODEL + list(FLAGS.override) + [f"objective.kind={kind}"]))
+        for kind in ("electra", "mlm")}
     electra_steps = max(10, int(FLAGS.electra_steps * FLAGS.scale))
     mlm_steps = int(round(electra_steps * per_seq["electra"] / per_seq["mlm"]))
     batch = 32
