@@ -7,12 +7,12 @@ into a discriminator built alone (`electra_tf.model_dir.load_discriminator`).
 
 import keras
 
-from electra_tf.modeling.encoder import ElectraEncoder
+from electra_tf.modeling.encoder import ElectraEncoder, EncoderHeadConfig
 from electra_tf.modeling.heads import ReplacedTokenDetectionHead
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
-class ElectraDiscriminator(keras.Model):
+class ElectraDiscriminator(EncoderHeadConfig, keras.Model):
     """(token_ids, segment_ids, padding_mask) -> replaced-token logits float32 [B, S].
 
     Args:
@@ -64,9 +64,3 @@ class ElectraDiscriminator(keras.Model):
             "encoder": keras.layers.serialize(self.encoder),
             "initializer_range": self.initializer_range,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.layers.deserialize(config["encoder"])
-        return cls(**config)

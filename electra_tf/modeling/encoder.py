@@ -183,3 +183,14 @@ class ElectraEncoder(keras_hub.models.Backbone):
             layer_norm_epsilon=self.layer_norm_epsilon,
         )
         return config
+
+
+class EncoderHeadConfig:
+    """`from_config` for models made of an `encoder` plus a head (discriminator, task models):
+    the encoder is stored as its own serialized config and rebuilt first."""
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.layers.deserialize(config["encoder"])
+        return cls(**config)

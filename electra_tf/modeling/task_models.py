@@ -9,13 +9,13 @@ output is a dict `{"logits": float32}` so that export names it.
 
 import keras
 
-from electra_tf.modeling.encoder import ElectraEncoder
+from electra_tf.modeling.encoder import ElectraEncoder, EncoderHeadConfig
 
 TASK_KINDS = ("classification", "regression", "tagging")
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
-class ElectraTaskModel(keras.Model):
+class ElectraTaskModel(EncoderHeadConfig, keras.Model):
     """(token_ids, segment_ids, padding_mask) -> {"logits": float32}.
 
     `logits` is [B, num_labels] for classification, [B, 1] for regression (the predicted
@@ -76,12 +76,6 @@ class ElectraTaskModel(keras.Model):
             "dropout": self.dropout,
             "initializer_range": self.initializer_range,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.layers.deserialize(config["encoder"])
-        return cls(**config)
 
 
 def build_task_model(cfg, kind, num_labels, *, encoder=None, dropout=None):
