@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from electra_tf import cli
 
 FLAGS = flags.FLAGS
 
@@ -128,7 +130,7 @@ def main(argv, callbacks=()):
 
 def run():
     """Console entry point `electra-finetune`."""
-    app.run(main)
+    cli.run(main, "electra-finetune")
 
 
 if __name__ == "__main__":

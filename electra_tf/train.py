@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from electra_tf import cli
 
 FLAGS = flags.FLAGS
 
@@ -139,7 +141,7 @@ def main(argv, callbacks=()):
 
 def run():
     """Console entry point `electra-train`."""
-    app.run(main)
+    cli.run(main, "electra-train")
 
 
 if __name__ == "__main__":

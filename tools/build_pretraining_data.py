@@ -23,7 +23,9 @@ try:
 except ImportError:  # Run from a checkout without installing the package.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags
+from absl import flags
+
+from electra_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Text files: a glob, or comma-separated globs. Default: the "
@@ -110,4 +112,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "build_pretraining_data")

@@ -18,7 +18,9 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from electra_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training or fine-tuning run directory (config.yaml, "
@@ -90,4 +92,4 @@ def main(argv):
 
 def run():
     """Console entry point `electra-export`."""
-    app.run(main)
+    cli.run(main, "electra-export")
