@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 from typing import IO, Iterator
 
 # Mode of published files: readable by everyone, like any file `open()` creates under the
@@ -74,6 +76,60 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes `data` to `path` atomically; see `atomic_write`."""
     with atomic_write(path, "wb") as f:
         f.write(data)
+
+
+# `.NAME.tmp-PID` (atomic_write) and any other temporary name ending in `.tmp-PID`.
+_TEMP_NAME = re.compile(r"\.tmp-(\d+)$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Exists, owned by someone else.
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Removes the temporaries (`*.tmp-PID`, files or folders) of dead processes in `directory`.
+
+    A process killed with SIGKILL (or by a full disk) cannot clean up after itself; the next
+    run calls this at start. Only names whose PID is not a live process on this machine are
+    removed, so a concurrent writer's temporary survives; callers on a shared filesystem
+    hold the directory's lock first (see `electra_tf.model_dir.lock_model_dir`).
+
+    Returns:
+        The removed paths.
+
+    Example:
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> open(os.path.join(d, ".vocab.txt.tmp-999999999"), "w").close()
+    >>> open(os.path.join(d, f".mine.tmp-{os.getpid()}"), "w").close()
+    >>> [os.path.basename(p) for p in remove_stale_temporaries(d)]
+    ['.vocab.txt.tmp-999999999']
+    """
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        match = _TEMP_NAME.search(name)
+        if not match or int(match.group(1)) == os.getpid() or process_alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        removed.append(path)
+    return removed
 
 
 def default_cache_dir() -> str:
