@@ -24,3 +24,36 @@ def tiny_batch():
     segment_ids = np.zeros_like(token_ids)
     segment_ids[1, 5:8] = 1
     return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+
+
+import contextlib  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A factory for a directory on a tiny tmpfs (`small_disk(kib)` -> path), to fill the disk.
+
+    Mounting needs root; elsewhere the test is skipped with the reason. Unmounted at the end.
+    """
+    mounts = []
+
+    def make(kib: int) -> str:
+        path = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+        path.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("filling a disk needs a tmpfs mount, which needs root")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(kib)}k", "tmpfs",
+                                 str(path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounts.append(path)
+        return str(path)
+
+    yield make
+    for path in mounts:
+        with contextlib.suppress(Exception):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
