@@ -64,7 +64,7 @@ def _random_documents(seed, n_docs, max_lines=30, max_line_len=50):
 @pytest.mark.parametrize("max_len", [16, 128])
 def test_builder_matches_literal_spec_example_for_example(max_len):
     docs = _random_documents(0, 400)
-    builder = ExampleBuilder(max_len, rng=random.Random(7))
+    builder = ExampleBuilder(max_len, rng=random.Random(7), keep_overflow=False)
     ours = [pair for doc in docs for pair in builder.add_document(doc)]
     ref = LiteralReference(max_len, random.Random(7))
     for doc in docs:
@@ -74,7 +74,7 @@ def test_builder_matches_literal_spec_example_for_example(max_len):
     assert len(ours) > 500
     assert ours == ref.out
     # Feeding each document in parts (how the builder streams long documents) changes nothing.
-    chunked = ExampleBuilder(max_len, rng=random.Random(7))
+    chunked = ExampleBuilder(max_len, rng=random.Random(7), keep_overflow=False)
     parts = []
     for doc in docs:
         cuts = [0, len(doc) // 3, len(doc) // 2, len(doc)]
@@ -105,24 +105,24 @@ def test_segment_a_b_rules_and_truncation():
     s1, s2, s3 = _seg(40, 100), _seg(30, 200), _seg(70, 300)
     # two segments (0.5 >= 0.1); A target (128 - 3) // 2 = 62. s1 -> A (A empty);
     # s2: 40 + 30 >= 62, B empty and A short -> coin 0.7 >= 0.5 -> B; s3 -> B (B not empty).
-    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.7, 0.9]))
+    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.7, 0.9]), keep_overflow=False)
     [(a, b)] = builder.add_document([s1, s2, s3])
     assert a == s1
     assert b == (s2 + s3)[:128 - 40 - 3]  # B truncated to max_len - len(A) - 3
     # Same lines, coin 0.3 < 0.5: s2 joins A (A still short, B empty); s3 goes to B.
-    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.3, 0.9]))
+    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.3, 0.9]), keep_overflow=False)
     [(a, b)] = builder.add_document([s1, s2, s3])
     assert a == s1 + s2 and b == s3[:128 - 70 - 3]
     # A short line after B started still goes to A when it keeps A under target (reference).
     s4 = _seg(5, 400)
-    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.7, 0.9]))
+    builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.7, 0.9]), keep_overflow=False)
     [(a, b)] = builder.add_document([s1, s2, s4, _seg(60, 500)])
     assert a == s1 + s4 and b == (s2 + _seg(60, 500))[:128 - 45 - 3]
 
 
 def test_single_segment_and_truncation_to_max_len_minus_2():
     lines = [_seg(100, 1000), _seg(100, 2000)]
-    builder = ExampleBuilder(128, rng=ScriptedRandom([0.05, 0.9]))  # 0.05 < 0.1: one segment
+    builder = ExampleBuilder(128, rng=ScriptedRandom([0.05, 0.9]), keep_overflow=False)  # 0.05 < 0.1: one segment
     [(a, b)] = builder.add_document(lines)
     assert b == [] and a == (lines[0] + lines[1])[:126]
     ids, mask, seg = examples_to_arrays([(a, b)], 128, cls_id=CLS, sep_id=SEP)
@@ -132,7 +132,7 @@ def test_single_segment_and_truncation_to_max_len_minus_2():
 def test_short_target_applies_to_next_example_only():
     # First example: two segments (0.5), then 0.01 < 0.05 -> next target randint(5, 128) = 20.
     builder = ExampleBuilder(128, rng=ScriptedRandom([0.5, 0.01, 0.5, 0.9, 0.5, 0.9],
-                                                     randint_value=20))
+                                                     randint_value=20), keep_overflow=False)
     lines = [_seg(130, 0), _seg(8, 200), _seg(8, 300), _seg(8, 400), _seg(200, 500)]
     examples = builder.add_document(lines)
     # Second example is cut as soon as 20 tokens accumulate (8 + 8 + 8 = 24 >= 20).
@@ -177,7 +177,7 @@ def test_single_segment_short_target_and_coin_rates():
     # tokens, visibly short. Two-segment examples have A = 60 (+10 with the 50% coin) and a
     # non-empty B; single-segment ones have no B. Each document's last example is partial and
     # the first example has no previous draw, so both are left out of the counts.
-    builder = ExampleBuilder(128, rng=random.Random(11))
+    builder = ExampleBuilder(128, rng=random.Random(11), keep_overflow=False)
     n = single = short = two = a70 = 0
     first = True
     for d in range(1500):
@@ -234,3 +234,64 @@ def test_serialized_records_parse_back_with_tensorflow():
 def test_constants_are_the_references():
     assert (packing.SINGLE_SEGMENT_PROB, packing.SHORT_TARGET_PROB, packing.SHORT_TARGET_MIN) \
         == (0.1, 0.05, 5)
+
+
+# --- No text lost: overflow carried, long lines split (architecture.md, "Pretraining data") ---
+
+
+@pytest.mark.parametrize("max_len", [8, 16, 128])
+def test_carried_overflow_puts_every_token_in_an_example(max_len):
+    docs = _random_documents(5, 300, max_line_len=3 * max_len)
+    builder = ExampleBuilder(max_len, rng=random.Random(2))
+    for doc in docs:
+        pairs = builder.add_document(doc)
+        # Every token of the document, no other, and each example fits.
+        got = sorted(t for a, b in pairs for t in a + b)
+        assert got == sorted(t for line in doc for t in line)
+        for a, b in pairs:
+            assert a and len(a) + len(b) + (3 if b else 2) <= max_len
+    assert builder.truncated_tokens == 0 and builder.carried_tokens > 0
+    # The reference drops the same overflow instead, and counts it.
+    dropping = ExampleBuilder(max_len, rng=random.Random(2), keep_overflow=False)
+    kept = sum(len(a) + len(b) for d in docs for a, b in dropping.add_document(d))
+    total = sum(len(line) for d in docs for line in d)
+    assert dropping.truncated_tokens == total - kept > 0
+
+
+def test_carrying_changes_nothing_when_everything_fits():
+    # Documents shorter than an example: both modes draw the same numbers, same examples.
+    docs = [doc for doc in _random_documents(6, 400, max_lines=4, max_line_len=10)
+            if sum(map(len, doc)) <= 20]
+    carry = ExampleBuilder(128, rng=random.Random(3))
+    drop = ExampleBuilder(128, rng=random.Random(3), keep_overflow=False)
+    assert len(docs) > 50
+    assert [carry.add_document(d) for d in docs] == [drop.add_document(d) for d in docs]
+    assert carry.carried_tokens == drop.truncated_tokens == 0
+
+
+def test_carried_overflow_starts_the_next_example_in_order():
+    # One 300-token line, single segments (0.05 < 0.1), full targets (0.9): 126, 126, 48.
+    line = _seg(300, 1000)
+    builder = ExampleBuilder(128, rng=ScriptedRandom([0.05, 0.9] * 3))
+    pairs = builder.add_document([line])
+    assert pairs == [(line[:126], []), (line[126:252], []), (line[252:], [])]
+
+
+@pytest.mark.parametrize("line, sentences", [
+    ("The cat sat. The dog ran! Did it? Yes", ["The cat sat.", "The dog ran!", "Did it?", "Yes"]),
+    ("Pi is 3.14 in a.b.c form", ["Pi is 3.14 in a.b.c form"]),  # no space after the dots
+    ("北京是首都。上海很大！你去过吗？去过；很好", ["北京是首都。", "上海很大！", "你去过吗？", "去过；", "很好"]),
+    ("他说：“走吧。”我们走了。", ["他说：“走吧。”", "我们走了。"]),  # closing quote stays
+    ("no end at all", ["no end at all"]),
+])
+def test_split_sentences_english_and_chinese(line, sentences):
+    assert packing.split_sentences(line) == sentences
+    # Nothing but the white space between sentences is dropped.
+    assert "".join(packing.split_sentences(line)).replace(" ", "") == line.replace(" ", "")
+
+
+def test_chunk_cuts_into_pieces_of_at_most_size():
+    assert packing.chunk(range(7), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert packing.chunk([], 3) == []
+    with pytest.raises(ValueError):
+        packing.chunk([1], 0)

@@ -7,6 +7,12 @@ Usage:
 Without --input it learns from the embedded corpus (Python standard-library docstrings and
 comments, cached under --cache_dir). [PAD], [UNK], [CLS], [SEP], [MASK] get ids 0-4; the file
 is filled to exactly --vocab_size with [unusedN] tokens when the learner stops short.
+
+Exit status: 0 done; 2 bad input or output, with one line on stderr naming it (no match, a
+binary or non-UTF-8 file, no text at all, an output that is a directory or not writable --
+all found before learning starts -- or a full disk when writing, which leaves no vocab.txt);
+130 interrupted (Ctrl-C). Temporaries that a killed run left beside the output are removed
+at start.
 """
 
 import os
@@ -60,6 +66,10 @@ def main(argv):
     except (vocab_learning.VocabError, corpus.CorpusError) as e:
         print(f"build_vocab: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"build_vocab: interrupted; nothing was written to {FLAGS.output}",
+              file=sys.stderr)
+        return 130
     print(f"learned {summary['learned']} tokens ({summary['tokens']} written, "
           f"{summary['tokens'] - summary['learned']} [unusedN] padding) from "
           f"{summary['files']} file(s) of {summary['corpus']} corpus "

@@ -13,6 +13,14 @@ shards moved into DIR and `dataset.json` written (`publish`). An interrupted bui
 leaves no shard in DIR that looks finished; running the same command again skips the workers
 that finished (`finished_result`) and redoes the others from their start, giving the same
 bytes. DIR holding shards of another configuration is refused (`prepare_output_dir`).
+Temporaries that a killed build left (`*.tmp-PID` of dead processes, in DIR and
+`DIR/.build/`) are removed at start; a write that fails (a full disk, no permission) is a
+one-line `DataError`, and the output directory is checked before any work
+(`check_output_dir`).
+
+The sidecar lists `shards`, `examples_per_shard` and `shard_bytes` (each shard's size in
+bytes, measured once the shards are final), in shard order; sidecars of older versions may
+lack `shard_bytes`.
 
 Example:
 
@@ -29,12 +37,15 @@ import os
 import shutil
 from typing import Callable, Optional, Sequence
 
-from electra_tf.data.pretraining_reader import SHARD_PREFIX, SIDECAR_NAME, DataMismatchError
-from electra_tf.files import atomic_write
+from electra_tf.data.pretraining_reader import (SHARD_PREFIX, SIDECAR_NAME, DataError,
+                                                DataMismatchError)
+from electra_tf.files import atomic_write, remove_stale_temporaries
 
 BUILD_DIR = ".build"
 PLAN_NAME = "build.json"
-_FORMAT_VERSION = 1
+# 2: long lines split into sentences, overflow carried into the next example (version 1
+# truncated as the reference); docs/architecture.md, "Pretraining data".
+_FORMAT_VERSION = 2
 # Counts reported at the end and recorded in the sidecar.
 BAD_INPUT_COUNTS = ("invalid_utf8_lines", "empty_files", "empty_documents")
 
@@ -80,6 +91,8 @@ class WorkerJob:
         blank_lines_separate_docs: a blank line ends a document.
         tokenize_batch_lines: lines per tokenize call.
         tokenizer_factory: (vocab, lower_case) -> tokenize function; module-level, picklable.
+        reference_truncation: drop the tokens that overflow an example (the reference)
+            instead of carrying them into the next one.
         fail_after_examples: test hook: raise after writing this many examples (a crash).
     """
 
@@ -97,6 +110,7 @@ class WorkerJob:
     blank_lines_separate_docs: bool
     tokenize_batch_lines: int
     tokenizer_factory: Callable
+    reference_truncation: bool = False
     fail_after_examples: Optional[int] = None
 
     def marker_path(self) -> str:
@@ -105,21 +119,66 @@ class WorkerJob:
                             f"worker-{self.worker_index:05d}-of-{self.num_workers:05d}.json")
 
 
+def write_error(path: str, e: BaseException) -> DataError:
+    """The one-line `DataError` for a write that failed (a full disk, no permission).
+
+    Args:
+        path: the file that could not be written.
+        e: the `OSError` or `tf.errors.OpError`.
+    """
+    reason = (getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+              or type(e).__name__)
+    return DataError(f"cannot write {path}: {reason}; nothing was published: free space (or "
+                     f"fix permissions), then run the same command again to resume")
+
+
 def write_json(path: str, data: dict) -> None:
     """Writes `data` as sorted, indented JSON, atomically (markers, plan, sidecar).
 
     Args:
         path: destination file.
         data: JSON-serialisable mapping.
+
+    Raises:
+        DataError: the file cannot be written (nothing is left at `path`).
     """
-    with atomic_write(path) as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
+    try:
+        with atomic_write(path) as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+    except OSError as e:
+        raise write_error(path, e) from None
 
 
 def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path} ({e}): it is not this tool's JSON; delete "
+                        f"{os.path.dirname(path)} or use another --output_dir") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is not this tool's JSON (not an object); delete it or use "
+                        f"another --output_dir")
+    return data
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Refuses an output directory that cannot be written, before any work starts.
+
+    Args:
+        output_dir: the destination directory (need not exist yet).
+
+    Raises:
+        DataError: `output_dir` is a file, a file is in the way, or no file can be created
+            there (permissions, a read-only file system).
+    """
+    from electra_tf.text.corpus import output_path_problem
+
+    problem = output_path_problem(output_dir, directory=True)
+    if problem:
+        raise DataError(f"cannot write --output_dir: {problem}; give a directory in a "
+                        f"writable place")
 
 
 def _file_size(path: str) -> int:
@@ -133,7 +192,8 @@ def _file_size(path: str) -> int:
 
 def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_length: int,
                    num_shards: int, num_workers: int, seed: int, compression: str,
-                   blank_lines_separate_docs: bool, lower_case: bool) -> dict:
+                   blank_lines_separate_docs: bool, lower_case: bool,
+                   reference_truncation: bool = False) -> dict:
     """Everything the output bytes depend on; two runs with equal descriptions are one build.
 
     Args:
@@ -146,6 +206,7 @@ def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_lengt
         compression: "" or "GZIP".
         blank_lines_separate_docs: a blank line ends a document.
         lower_case: tokenizer casing.
+        reference_truncation: drop the tokens that overflow an example, as the reference.
 
     Returns:
         A JSON-serialisable dict, kept in `.build/build.json` and the sidecar's `build`.
@@ -164,6 +225,7 @@ def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_lengt
         "seed": int(seed),
         "compression": compression,
         "blank_lines_separate_docs": bool(blank_lines_separate_docs),
+        "reference_truncation": bool(reference_truncation),
         "inputs": [[os.path.abspath(f), _file_size(f)] for f in files],
     }
 
@@ -195,12 +257,15 @@ def plan_jobs(build: dict, files: Sequence[str], tokens: Sequence[str], build_di
         compression=build["compression"],
         blank_lines_separate_docs=build["blank_lines_separate_docs"],
         tokenize_batch_lines=int(tokenize_batch_lines), tokenizer_factory=tokenizer_factory,
+        reference_truncation=build["reference_truncation"],
         fail_after_examples=(fail_after_examples or {}).get(w)) for w in range(workers)]
 
 
 def _describe(key, value):
-    if key == "inputs":
+    if key == "inputs" and isinstance(value, list):
         return f"{len(value)} input files ({sum(size for _, size in value)} bytes)"
+    if key == "format_version" and value != _FORMAT_VERSION:
+        return f"format_version={value!r} (another version of this tool)"
     return f"{key}={value!r}"
 
 
@@ -241,17 +306,40 @@ def prepare_output_dir(output_dir: str, build: dict) -> Optional[dict]:
     Raises:
         DataMismatchError: `output_dir` holds shards of another build.
     """
+    try:
+        return _prepare_output_dir(output_dir, build)
+    except OSError as e:
+        raise write_error(e.filename or output_dir, e) from None
+
+
+def _shards_intact(output_dir: str, sidecar: dict, names: Sequence[str]) -> bool:
+    """Every shard is there, with the size the sidecar recorded (when it did)."""
+    sizes = sidecar.get("shard_bytes")
+    for i, name in enumerate(names):
+        path = os.path.join(output_dir, name)
+        if not os.path.isfile(path):
+            return False
+        if isinstance(sizes, list) and len(sizes) == len(names) and \
+                os.path.getsize(path) != sizes[i]:
+            return False
+    return True
+
+
+def _prepare_output_dir(output_dir: str, build: dict) -> Optional[dict]:
     build_dir = os.path.join(output_dir, BUILD_DIR)
     sidecar_path = os.path.join(output_dir, SIDECAR_NAME)
     plan_path = os.path.join(build_dir, PLAN_NAME)
+    # What a killed build left: `.dataset.json.tmp-PID`, `.worker-*.json.tmp-PID`, ...
+    remove_stale_temporaries(output_dir)
+    remove_stale_temporaries(build_dir)
     ours = False  # the shards in output_dir are known to come from this very build
     if os.path.exists(sidecar_path):
         previous = _read_json(sidecar_path)
         check_same_build(previous.get("build", {}), build, output_dir, sidecar_path)
-        if all(os.path.exists(os.path.join(output_dir, n)) for n in shard_names(build)):
+        if _shards_intact(output_dir, previous, shard_names(build)):
             previous["already_complete"] = True
             return previous
-        # Shards removed by hand: they are rebuilt, and the sidecar goes first.
+        # Shards removed (or cut short) by hand: they are rebuilt, the sidecar goes first.
         os.remove(sidecar_path)
         ours = True
     if os.path.exists(plan_path):
@@ -302,7 +390,7 @@ def describe_sidecar(build: dict, results: dict) -> dict:
         results: worker index -> the worker's result (`stats`, examples per `shards`).
 
     Returns:
-        The dict written to `dataset.json`.
+        The dict written to `dataset.json` (`publish` adds `shard_bytes`).
     """
     stats = collections.Counter()
     shard_examples = {}
@@ -325,6 +413,14 @@ def describe_sidecar(build: dict, results: dict) -> dict:
                              if examples else 0.0),
         "single_segment_examples": stats["single_segment_examples"],
         "short_target_examples": stats["short_target_examples"],
+        # Tokens of the text (without [CLS]/[SEP]), and those left out of every example
+        # (0 unless reference_truncation): docs/architecture.md, "Pretraining data".
+        "text_tokens": stats["text_tokens"],
+        "truncated_tokens": stats["truncated_tokens"],
+        "truncated_fraction": (round(stats["truncated_tokens"] / stats["text_tokens"], 6)
+                               if stats["text_tokens"] else 0.0),
+        "split_lines": stats["split_lines"],
+        "reference_truncation": build.get("reference_truncation", False),
         "num_shards": build["num_shards"],
         "num_workers": build["num_workers"],
         "compression": build["compression"],
@@ -343,14 +439,38 @@ def describe_sidecar(build: dict, results: dict) -> dict:
 def publish(output_dir: str, sidecar: dict) -> None:
     """Moves every finished shard into `output_dir`, then writes the sidecar, last.
 
+    Sets `sidecar["shard_bytes"]`: the size of each shard, in shard order, measured on the
+    final (closed and renamed) files. The sidecar's bytes are written and flushed to disk
+    under a temporary name before any shard moves, so a full disk here leaves the output
+    directory as it was; renames need no space.
+
     Args:
         output_dir: the destination directory.
-        sidecar: from `describe_sidecar`.
+        sidecar: from `describe_sidecar`; `shard_bytes` is added to it.
+
+    Raises:
+        DataError: a finished shard is missing, or the sidecar cannot be written.
     """
     build_dir = os.path.join(output_dir, BUILD_DIR)
+    sources = []
     for name in sidecar["shards"]:
-        closed = os.path.join(build_dir, name)
-        if os.path.exists(closed):
-            os.replace(closed, os.path.join(output_dir, name))
-    write_json(os.path.join(output_dir, SIDECAR_NAME), sidecar)
+        closed, final = os.path.join(build_dir, name), os.path.join(output_dir, name)
+        source = closed if os.path.exists(closed) else final
+        if not os.path.isfile(source):
+            raise DataError(f"shard {name} of the build is missing from {build_dir} and "
+                            f"{output_dir}; run the same command again to rebuild it")
+        sources.append((source, final))
+    sidecar["shard_bytes"] = [os.path.getsize(source) for source, _ in sources]
+    sidecar_path = os.path.join(output_dir, SIDECAR_NAME)
+    try:
+        with atomic_write(sidecar_path) as f:
+            json.dump(sidecar, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())  # A full disk fails here, before any shard moves.
+            for source, final in sources:
+                if source != final:
+                    os.replace(source, final)
+    except OSError as e:
+        raise write_error(sidecar_path, e) from None
     shutil.rmtree(build_dir, ignore_errors=True)

@@ -5,6 +5,15 @@ ExampleBuilder (lines accumulate until the target length or the end of the docum
 examples have one segment; segment A targets (target - 3) // 2 tokens; with probability 0.05
 the next target length is randint(5, max_len)), drawing its random numbers from a
 `random.Random` in the same order as the reference, so a given seed gives the same examples.
+One difference by default: the tokens that do not fit an example (the reference drops them)
+are carried into the next example of the document, so no text is lost;
+`keep_overflow=False` drops and counts them as the reference does.
+
+Long lines: `split_sentences` cuts a line at sentence ends (Chinese 。！？；, and . ! ?
+followed by a space) and `chunk` cuts what is still longer than an example; the builder
+(`pretraining_builder.run_worker`) applies both to lines longer than `max_seq_length - 2`
+tokens before packing.
+
 `examples_to_arrays` lays the segments out as `[CLS] A [SEP] B [SEP]` + padding with NumPy
 (`example_encoding.serialize_examples` then turns the rows into `tf.train.Example` bytes).
 
@@ -14,11 +23,14 @@ Example:
 >>> builder = ExampleBuilder(16, rng=random.Random(0))
 >>> pairs = builder.add_document([[5, 6, 7], [8, 9]])
 >>> ids, mask, segments = examples_to_arrays(pairs, 16, cls_id=2, sep_id=3)
+>>> split_sentences("北京是首都。上海很大！Is it? Yes.")
+['北京是首都。', '上海很大！', 'Is it?', 'Yes.']
 """
 
 from __future__ import annotations
 
 import random
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -30,6 +42,51 @@ SHORT_TARGET_MIN = 5
 # "Target" for segment A of a single-segment example: never reached, so every line goes to A.
 _NO_SEGMENT_B_TARGET = 100000
 
+# A sentence ends after 。！？； (full-width; closing quotes or brackets may follow) or after
+# . ! ? followed by white space (alphabetic scripts: "3.14" and "a.b" are not cut). Every cut
+# falls on white space or right after punctuation, which the BERT tokenizer always splits
+# off, so the sentences' tokens are exactly the line's tokens.
+_SENTENCE_END = re.compile(r"[。！？；]+[”’」』）》\"')\]]*\s*|[.!?]+[”’」』）》\"')\]]*\s+")
+
+
+def split_sentences(line: str) -> list[str]:
+    """Cuts a line (a paragraph) into sentences, keeping every character but edge spaces.
+
+    Args:
+        line: text.
+
+    Returns:
+        The non-empty, stripped sentences, in order (the line itself when it has no
+        sentence end).
+
+    Example:
+
+    >>> split_sentences("他说：“走吧。”我们走了；天黑了. Then we ran")
+    ['他说：“走吧。”', '我们走了；', '天黑了.', 'Then we ran']
+    """
+    out, start = [], 0
+    for match in _SENTENCE_END.finditer(line):
+        sentence = line[start:match.end()].strip()
+        if sentence:
+            out.append(sentence)
+        start = match.end()
+    rest = line[start:].strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def chunk(ids: Sequence[int], size: int) -> list:
+    """Cuts a token sequence into consecutive pieces of at most `size` tokens.
+
+    >>> chunk([1, 2, 3, 4, 5], 2)
+    [[1, 2], [3, 4], [5]]
+    """
+    if size < 1:
+        raise ValueError(f"chunk size {size} must be at least 1")
+    ids = list(ids)
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
 
 class ExampleBuilder:
     """Accumulates the tokenized lines of documents and cuts them into example segments.
@@ -39,22 +96,38 @@ class ExampleBuilder:
     emitted at the document's end, so examples never span documents. A long document may be
     fed in parts with `add_lines`.
 
+    Overflow: an example holds at most max_seq_length - 2 tokens of text (- 3 with segment
+    B), and the reference cuts an example only once the lines reach the target, so the
+    last line usually overshoots and its tail (or all of B, or the tail of a line longer
+    than an example) is cut off. With `keep_overflow` (the default) what is cut off (A's
+    tail, then B's) starts the next example of the same document, and a document's end
+    emits examples until nothing is left: every token of the text lands in an example.
+    With `keep_overflow=False` it is dropped as in the reference and counted in
+    `truncated_tokens`. Both make the same random draws in the same order as long as
+    nothing is cut off.
+
     Args:
         max_seq_length: length of every example, [CLS] and [SEP]s included.
         rng: the `random.Random` all decisions are drawn from (one per worker, seeded).
+        keep_overflow: carry the tokens that do not fit into the next example (no text
+            lost), else drop them (the reference).
     """
 
-    def __init__(self, max_seq_length: int, *, rng: random.Random):
+    def __init__(self, max_seq_length: int, *, rng: random.Random, keep_overflow: bool = True):
         if max_seq_length < 5:
             raise ValueError(f"max_seq_length={max_seq_length} is too small; use at least 5")
         self.max_seq_length = max_seq_length
         self.rng = rng
+        self.keep_overflow = keep_overflow
         self.target_length = max_seq_length
         # Lines of the example being accumulated (only across `add_lines` calls).
         self._current, self._current_length = [], 0
         # Counters of the random decisions, for statistics and tests.
         self.single_segment_examples = 0
         self.short_targets = 0
+        # Tokens cut off and dropped (only with keep_overflow=False), and carried over.
+        self.truncated_tokens = 0
+        self.carried_tokens = 0
 
     def add_document(self, sentences: Iterable[Sequence[int]]) -> list[tuple[list, list]]:
         """Packs one document's tokenized lines; returns its examples as (A, B) id lists.
@@ -84,19 +157,31 @@ class ExampleBuilder:
             self._current.append(sentence)
             self._current_length += len(sentence)
             # As the reference: an example is cut once the accumulated length reaches the
-            # target (tokens without [CLS]/[SEP]); the overshoot is truncated below.
-            if self._current_length >= self.target_length:
-                examples.append(self._create_example(self._current))
-                self._current, self._current_length = [], 0
+            # target (tokens without [CLS]/[SEP]); what overshoots is carried (or dropped).
+            # Each example takes at least one token, so the loop ends.
+            while self._current_length >= self.target_length:
+                examples.append(self._emit())
         if end_of_document:
             # The reference emits whatever has accumulated at a document's end (if any
             # token), so examples never span documents.
-            if self._current_length:
-                examples.append(self._create_example(self._current))
+            while self._current_length:
+                examples.append(self._emit())
             self._current, self._current_length = [], 0
         return examples
 
-    def _create_example(self, sentences: list) -> tuple[list, list]:
+    def _emit(self) -> tuple[list, list]:
+        """Makes an example of the accumulated lines; carries or drops what did not fit."""
+        pair, overflow = self._create_example(self._current)
+        n_over = sum(len(piece) for piece in overflow)
+        if self.keep_overflow and n_over:
+            self._current, self._current_length = overflow, n_over
+            self.carried_tokens += n_over
+        else:
+            self._current, self._current_length = [], 0
+            self.truncated_tokens += n_over
+        return pair
+
+    def _create_example(self, sentences: list) -> tuple[tuple[list, list], list]:
         rng = self.rng
         # Small chance of a single segment, as in classification tasks (reference).
         if rng.random() < SINGLE_SEGMENT_PROB:
@@ -118,15 +203,16 @@ class ExampleBuilder:
             else:
                 second.extend(sentence)
         # Truncate, leaving room for [CLS] A [SEP] and for B's [SEP].
-        first = first[:self.max_seq_length - 2]
-        second = second[:max(0, self.max_seq_length - len(first) - 3)]
+        first, first_over = first[:self.max_seq_length - 2], first[self.max_seq_length - 2:]
+        keep = max(0, self.max_seq_length - len(first) - 3)
+        second, second_over = second[:keep], second[keep:]
         # Next example's target: usually max_seq_length, 5% a random shorter one.
         if rng.random() < SHORT_TARGET_PROB:
             self.target_length = rng.randint(SHORT_TARGET_MIN, self.max_seq_length)
             self.short_targets += 1
         else:
             self.target_length = self.max_seq_length
-        return first, second
+        return (first, second), [piece for piece in (first_over, second_over) if piece]
 
 
 def examples_to_arrays(pairs: Sequence[tuple[Sequence[int], Sequence[int]]],

@@ -11,6 +11,17 @@ shards (as the reference). A worker draws every random decision from its own
 `random.Random` seeded from (seed, worker index), so the bytes depend only on the inputs,
 the seed and K.
 
+No text is lost (docs/architecture.md, "Pretraining data"): a line longer than an example
+(`max_seq_length - 2` tokens) is split into sentences (`packing.split_sentences`) and a
+sentence still too long is cut into pieces (`packing.chunk`); what does not fit an example
+is carried into the next one (`packing.ExampleBuilder`). The sidecar counts `text_tokens`,
+`truncated_tokens` (0 unless `reference_truncation`) and `split_lines`.
+
+Refused before any work, with one line: an output directory that cannot be written, binary
+or non-UTF-8 inputs, inputs with no text (`corpus.check_inputs`); a build that still yields
+no example is not published. A write that fails mid-build (a full disk) is a one-line
+`DataError`; the unfinished worker's files are removed and a rerun resumes.
+
 Where things go, how an interrupted build resumes and when an output directory is refused:
 `build_plan`. Running the workers in processes with a progress bar: `worker_pool`. What one
 worker does: `run_worker`.
@@ -32,8 +43,10 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
+import shutil
 from typing import Callable, Optional, Sequence, Union
 
 from electra_tf.data import build_plan, packing, worker_pool
@@ -44,6 +57,8 @@ from electra_tf.data.pretraining_reader import FEATURES, DataError
 # Lines per tokenize call: large enough that per-call overhead vanishes, small enough that
 # memory stays flat (a few MB of text).
 DEFAULT_TOKENIZE_BATCH_LINES = 4096
+# Each worker holds one open file per shard it writes.
+MAX_SHARDS = 10000
 
 
 def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callable:
@@ -83,6 +98,43 @@ def worker_rng(seed: int, worker_index: int) -> random.Random:
     return random.Random(f"electra_tf-pretraining-data:{seed}:{worker_index}")
 
 
+def _tokenize_units(lines: list, limit: int, tokenize: Callable,
+                    stats: collections.Counter) -> list:
+    """Each line's packing units: its tokens, or its sentences' tokens cut to `limit`.
+
+    A line of more than `limit` characters (so possibly of more than `limit` tokens) is cut
+    into sentences before the one tokenize call of the batch; the cuts fall where the
+    tokenizer splits anyway (`packing.split_sentences`), so its sentences' tokens are the
+    line's tokens. If they number at most `limit`, they stay one unit, as the whole line;
+    else each sentence is a unit, cut into pieces of `limit` tokens if still too long.
+
+    Args:
+        lines: the texts of a batch.
+        limit: the most tokens a unit may have.
+        tokenize: the batch tokenizer.
+        stats: counts `text_tokens` and `split_lines` (lines longer than `limit` tokens).
+
+    Returns:
+        One list of units (token id lists) per line; the units of a line together are
+        exactly its tokens, in order.
+    """
+    parts = [packing.split_sentences(line) if len(line) > limit else [line] for line in lines]
+    values, splits = tokenize([part for group in parts for part in group])
+    flat, splits = values.tolist(), splits.tolist()
+    stats["text_tokens"] += len(flat)
+    units, k = [], 0
+    for group in parts:
+        start, end = splits[k], splits[k + len(group)]
+        if end - start <= limit:
+            units.append([flat[start:end]])
+        else:
+            stats["split_lines"] += 1
+            units.append([piece for i in range(k, k + len(group))
+                          for piece in packing.chunk(flat[splits[i]:splits[i + 1]], limit)])
+        k += len(group)
+    return units
+
+
 def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
     """Tokenizes, packs and writes one worker's files into its shards.
 
@@ -92,7 +144,37 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
 
     Returns:
         The worker's statistics (also written to its done-marker).
+
+    Raises:
+        CorpusError: an input file is unreadable or not text.
+        DataError: a shard or the done-marker cannot be written (a full disk); this
+            worker's unfinished shards are removed first, so a rerun starts it afresh.
     """
+    import tensorflow as tf
+
+    partial_paths = [os.path.join(job.build_dir, shard_name(s, job.num_shards, job.compression)
+                                  + ".partial") for s in job.shards]
+    writers = []
+    try:
+        return _run_worker(job, progress, partial_paths, writers)
+    except BaseException as e:
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                writer.close()
+        # The rerun redoes this worker from its start: free the space its shards hold.
+        for path in partial_paths + [p[:-len(".partial")] for p in partial_paths]:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        if isinstance(e, (OSError, tf.errors.OpError)):
+            # TensorFlow's errors do not cross process boundaries (they do not unpickle);
+            # their message names the file.
+            where = getattr(e, "filename", None) or os.path.dirname(job.build_dir)
+            raise build_plan.write_error(where, e) from None
+        raise
+
+
+def _run_worker(job: WorkerJob, progress: Optional[Callable], partial_paths: list,
+                writers: list) -> dict:
     import tensorflow as tf
 
     from electra_tf.text.corpus import iter_documents
@@ -105,14 +187,15 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
     files = list(job.files)
     # The reference shuffles each job's files; here from the worker's own seeded stream.
     rng.shuffle(files)
-    builder = packing.ExampleBuilder(job.max_seq_length, rng=rng)
+    builder = packing.ExampleBuilder(job.max_seq_length, rng=rng,
+                                     keep_overflow=not job.reference_truncation)
+    # Longest packing unit: what one example holds ([CLS] A [SEP]).
+    unit_limit = job.max_seq_length - 2
     stats = collections.Counter()
     shard_examples = [0] * len(job.shards)
 
-    partial_paths = [os.path.join(job.build_dir, shard_name(s, job.num_shards, job.compression)
-                                  + ".partial") for s in job.shards]
     options = tf.io.TFRecordOptions(compression_type=job.compression)
-    writers = [tf.io.TFRecordWriter(p, options) for p in partial_paths]
+    writers.extend(tf.io.TFRecordWriter(p, options) for p in partial_paths)
     n_written = 0
 
     def flush(pieces, n_chars):
@@ -121,13 +204,11 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
         if not pieces:
             return
         lines = [line for piece, _ in pieces for line in piece]
-        values, splits = tokenize(lines)
-        flat = values.tolist()
-        splits = splits.tolist()
+        units = _tokenize_units(lines, unit_limit, tokenize, stats)
         pairs = []
         line = 0
         for piece, end_of_document in pieces:
-            sentences = [flat[splits[j]:splits[j + 1]] for j in range(line, line + len(piece))]
+            sentences = [unit for j in range(line, line + len(piece)) for unit in units[j]]
             line += len(piece)
             pairs.extend(builder.add_lines(sentences, end_of_document))
         if pairs:
@@ -169,12 +250,13 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
         flush(pieces, n_chars)
         stats["files"] += 1
 
-    for writer in writers:
-        writer.close()
+    while writers:
+        writers.pop(0).close()
     for partial in partial_paths:
         os.replace(partial, partial[:-len(".partial")])
     stats["single_segment_examples"] = builder.single_segment_examples
     stats["short_target_examples"] = builder.short_targets
+    stats["truncated_tokens"] = builder.truncated_tokens
     result = {
         "worker_index": job.worker_index,
         "stats": dict(stats),
@@ -198,6 +280,7 @@ def build_pretraining_data(
         compression: str = "",
         blank_lines_separate_docs: bool = True,
         lower_case: bool = True,
+        reference_truncation: bool = False,
         tokenize_batch_lines: int = DEFAULT_TOKENIZE_BATCH_LINES,
         progress: bool = False,
         tokenizer_factory: Callable = electra_tokenizer_factory,
@@ -216,6 +299,9 @@ def build_pretraining_data(
         compression: "" or "GZIP".
         blank_lines_separate_docs: a blank line ends a document (else one document per file).
         lower_case: lower-case and strip accents when tokenizing.
+        reference_truncation: drop the tokens that overflow an example, as the reference
+            does (counted in the sidecar's `truncated_tokens`), instead of carrying them into
+            the next example.
         tokenize_batch_lines: lines per tokenize call.
         progress: show a tqdm bar (bytes read, tokens/s, ETA).
         tokenizer_factory: module-level (vocab, lower_case) -> tokenize(lines) ->
@@ -228,9 +314,11 @@ def build_pretraining_data(
         The sidecar written to `output_dir/dataset.json`.
 
     Raises:
-        CorpusError (bad input files), VocabError (bad vocabulary), DataError (bad
-        arguments), DataMismatchError (output_dir holds another build),
-        `worker_pool.BuildInterrupted` (a worker process died).
+        CorpusError (bad input files: no match, unreadable, binary, no text at all),
+        VocabError (bad vocabulary), DataError (bad arguments, an output directory that
+        cannot be written, a write that failed, no example built), DataMismatchError
+        (output_dir holds another build), `worker_pool.BuildInterrupted` (a worker process
+        died).
     """
     from electra_tf.text import corpus, vocab as vocab_lib
 
@@ -241,16 +329,25 @@ def build_pretraining_data(
     if not 5 <= max_seq_length <= 1 << 16:
         raise DataError(f"max_seq_length={max_seq_length} is out of range; use 5..65536 "
                         f"(128 or 512 as the paper)")
+    if num_shards > MAX_SHARDS:
+        raise DataError(f"num_shards={num_shards} is too many (each worker keeps its shards "
+                        f"open at once); use at most {MAX_SHARDS}")
+    if tokenize_batch_lines < 1:
+        raise DataError(f"tokenize_batch_lines={tokenize_batch_lines} must be at least 1")
+    build_plan.check_output_dir(output_dir)
     if isinstance(vocab, (str, os.PathLike)):
         tokens = vocab_lib.load_vocab(os.fspath(vocab))
     else:
         tokens = list(vocab)
         vocab_lib.check_vocab(tokens, "token list")
     files = corpus.expand_inputs(inputs)
+    corpus.check_inputs(files)  # Binary input, or no text at all: refused before any work.
     build = build_plan.describe_build(
         tokens, files, max_seq_length=max_seq_length, num_shards=num_shards,
         num_workers=num_workers, seed=seed, compression=compression,
-        blank_lines_separate_docs=blank_lines_separate_docs, lower_case=lower_case)
+        blank_lines_separate_docs=blank_lines_separate_docs, lower_case=lower_case,
+        reference_truncation=reference_truncation)
+    existed = os.path.isdir(output_dir)
     previous = build_plan.prepare_output_dir(output_dir, build)
     if previous is not None:
         return previous
@@ -271,11 +368,32 @@ def build_pretraining_data(
     todo_workers = {job.worker_index for job in todo}
     todo_bytes = sum(size for i, (_, size) in enumerate(build["inputs"])
                      if i % workers in todo_workers)
-    ran = worker_pool.run_jobs(run_worker, todo, total_bytes=todo_bytes, show_progress=progress,
-                               in_processes=workers > 1 and not _sequential)
+    build_dir = os.path.join(output_dir, build_plan.BUILD_DIR)
+    try:
+        ran = worker_pool.run_jobs(run_worker, todo, total_bytes=todo_bytes,
+                                   show_progress=progress,
+                                   in_processes=workers > 1 and not _sequential)
+    except BaseException:
+        # Workers stopped by another's failure leave unfinished shards: free their space
+        # (the rerun redoes every worker without a done-marker from its start).
+        for name in os.listdir(build_dir) if os.path.isdir(build_dir) else []:
+            if name.endswith(".partial"):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(build_dir, name))
+        raise
     results.update((job.worker_index, result) for job, result in zip(todo, ran))
 
-    # Every worker is done: move the shards into place, then the sidecar, last.
     sidecar = build_plan.describe_sidecar(build, results)
+    if sidecar["examples"] == 0:
+        # Text that tokenizes to nothing (control or format characters only): an empty
+        # build is refused rather than published (training on it would wait forever).
+        shutil.rmtree(build_dir, ignore_errors=True)
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(output_dir)
+        raise DataError(f"the input ({corpus.describe_files(files)}) gave no example: its "
+                        f"text tokenizes to nothing (only control or format characters); "
+                        f"nothing was written, give text files")
+    # Every worker is done: move the shards into place, then the sidecar, last.
     build_plan.publish(output_dir, sidecar)
     return sidecar

@@ -128,6 +128,15 @@ def write_vocab(tokens: Sequence[str], path: str) -> None:
     Args:
       tokens: the vocabulary, in id order; validated with `check_vocab` first.
       path: where to write; its directory is created if missing.
+
+    Raises:
+      VocabError: the tokens are not a valid vocabulary, or the file cannot be written (a
+        full disk, a directory in the way, no permission); nothing is left at `path` then
+        (an older file there is kept as it was).
     """
     check_vocab(tokens, "to be written to " + path)
-    atomic_write_text(path, "\n".join(tokens) + "\n")
+    try:
+        atomic_write_text(path, "\n".join(tokens) + "\n")
+    except OSError as e:
+        raise VocabError(f"cannot write vocabulary {path}: {e.strerror or e}; nothing was "
+                         f"written: free space or fix the path, then run again") from None

@@ -279,19 +279,44 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
       dict: `output`, `tokens` (written), `learned` (excluding [unusedN] padding),
       `seconds`, `files`, `corpus` ("embedded" or the input), `lines_used` (lines learned
       from) and the reading counts of `corpus.iter_documents`.
+
+    Raises:
+      VocabError: bad sizes, an output that cannot be written (checked before learning; a
+        full disk at the end leaves no vocab.txt), or text too small for the size asked.
+      CorpusError: bad inputs: no match, unreadable, binary, or no text at all.
     """
     import collections
+    import os
     import time
 
+    from electra_tf.files import remove_stale_temporaries
     from electra_tf.text import corpus
 
     start = time.time()
+    # Everything that can be checked is checked before the learning (minutes on a large
+    # corpus) starts: the sizes, the output path, the inputs (docs/architecture.md,
+    # "Pretraining data": binary and empty inputs are refused).
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise VocabError(f"vocab_size={vocab_size} leaves no room after the "
+                         f"{len(SPECIAL_TOKENS)} special tokens: use a larger vocab_size")
+    for name, value in (("max_lines", max_lines), ("max_input_words", max_input_words),
+                        ("max_unique_chars", max_unique_chars)):
+        if value is not None and value < 1:
+            raise VocabError(f"{name}={value} must be at least 1")
+    problem = corpus.output_path_problem(output, directory=False)
+    if problem:
+        raise VocabError(f"cannot write the vocabulary: {problem}; give the path of the "
+                         f"vocab.txt to write (e.g. --output=DIR/vocab.txt) in a writable "
+                         f"directory")
+    # Temporaries of an earlier run that was killed (SIGKILL, out of memory).
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(output)))
     if inputs is None or inputs == "" or inputs == []:
         files = corpus.embedded_corpus_files(cache_dir or default_cache_dir())
         source = "embedded"
     else:
         files = corpus.expand_inputs(inputs)
         source = inputs if isinstance(inputs, str) else ",".join(inputs)
+        corpus.check_inputs(files)  # Binary input, or no text at all: refused now.
     stats = collections.Counter()
 
     def lines():
