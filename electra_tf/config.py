@@ -137,6 +137,10 @@ class RuntimeConfig:
     peak_tflops: Optional[float] = None
     # TF op determinism: bit-exact reruns and resumes on CPU, at some speed cost.
     deterministic: bool = False
+    # Read every record of the data back before training (CRC, schema, counts against
+    # dataset.json); false checks only each shard's size (docs/architecture.md, "The TFRecord
+    # schema").
+    verify_data: bool = False
 
 
 @dataclasses.dataclass
@@ -365,8 +369,10 @@ def load_config(path: str, overrides=()) -> ElectraConfig:
 
 
 def save_config(cfg: ElectraConfig, path: str) -> None:
-    """Writes the config as YAML atomically (temporary name, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    os.replace(tmp, path)
+    """Writes the config as YAML atomically (`files.atomic_write`: a temporary name, then a
+    rename; on a failure such as a full disk the temporary is removed and `path` is left as
+    it was)."""
+    from electra_tf import files
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    files.atomic_write_text(path, text)

@@ -7,7 +7,8 @@
         --text_column=review --label_column=label --init=runs/small --output_dir=runs/mine
 
 Running the same command again resumes where it stopped. Exit status: 0 done; 2 bad input
-(one `error:` line on stderr, nothing written); 3 the loss became non-finite. Everything here
+(one `error:` line on stderr, nothing written; also an output dir in use by another run, or
+a full disk, with what was finished kept); 3 the loss became non-finite. Everything here
 is flag parsing: the run is `electra_tf.training.finetuning.run_finetuning`.
 """
 
@@ -32,7 +33,9 @@ flags.DEFINE_string("config", None, "Model size YAML for --init=none (default: "
                     "ELECTRA-Small's sizes).")
 flags.DEFINE_string("vocab", None, "vocab.txt (required with --init=none; else must match "
                     "the model dir's).")
-flags.DEFINE_multi_string("override", [], "Config override section.key=value (--init=none).")
+flags.DEFINE_multi_string("override", [], "Config override section.key=value: of the model "
+                          "config (--init=none), or on --init's config.yaml, where the "
+                          "model's sizes may not change (e.g. model.hidden_dropout may).")
 flags.DEFINE_integer("epochs", None, "Epochs (default: 3, 10 for RTE and STS-B).")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate (default by model size: 3e-4 "
                    "Small, 1e-4 Base, 5e-5 Large).")
@@ -110,6 +113,7 @@ def main(argv, callbacks=()):
     from electra_tf.model_dir import ModelDirError
     from electra_tf.text.vocab import VocabError
     from electra_tf.training import strategy as strategy_lib
+    from electra_tf.training.checkpointing import CheckpointError
     from electra_tf.training.finetuning import FinetuneError, run_finetuning
 
     logging.set_verbosity(logging.WARNING)
@@ -118,7 +122,7 @@ def main(argv, callbacks=()):
         results = run_finetuning(options_from_flags(), callbacks=callbacks,
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ConfigError, TaskDataError, ModelDirError, VocabError, FinetuneError,
-            strategy_lib.StrategyError) as e:
+            strategy_lib.StrategyError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except FloatingPointError as e:

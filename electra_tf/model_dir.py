@@ -7,19 +7,24 @@ A model dir is self-describing (docs/architecture.md, "The model dir"):
     checkpoint       TF's index of the newest checkpoint
     ckpt-N.*         checkpoints (model, optimizer, step, RNG, dropout seeds, input state)
     metrics.jsonl    one JSON line per train log and evaluation (+ TensorBoard events)
+    .lock            the lock a writing run holds (`lock_model_dir`; its process id)
 
 Pretraining creates one (`prepare_model_dir`); export, fine-tuning and conversion open one
 (`open_model_dir`), and `load_pretrainer` / `load_discriminator` rebuild the trained models
-from one with nothing else needed. Every refusal is a `ModelDirError` with one line: what is
-wrong, where, what to do.
+from one with nothing else needed, falling back from a damaged newest checkpoint to an older
+one. A run writing one holds its lock (`lock_model_dir`). Every refusal is a `ModelDirError`
+with one line: what is wrong, where, what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import glob
 import json
 import os
+import re
 import shutil
 from typing import Optional
 
@@ -112,15 +117,113 @@ def latest_checkpoint(model_dir: str) -> Optional[str]:
     return tf.train.latest_checkpoint(model_dir)
 
 
+_CKPT_NUMBER = re.compile(r"-(\d+)$")
+
+
+def checkpoint_candidates(model_dir: str) -> list[str]:
+    """Checkpoint prefixes of `model_dir`, newest first: what a restore may fall back to.
+
+    The order is TF's `checkpoint` index (the order of the saves); when that file exists but
+    cannot be parsed, every `ckpt-N` with an `.index` file, highest N first.
+
+    Args:
+      model_dir: the run directory.
+    """
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(model_dir)
+    if state is not None:
+        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+            paths.append(state.model_checkpoint_path)
+        paths = [p if os.path.isabs(p) else os.path.join(model_dir, p) for p in paths]
+        return [p for p in reversed(paths) if p]
+    if not os.path.isfile(os.path.join(model_dir, "checkpoint")):
+        return []
+    found = glob.glob(os.path.join(model_dir, "ckpt-*.index"))
+    prefixes = [f[:-len(".index")] for f in found]
+    prefixes = [p for p in prefixes if _CKPT_NUMBER.search(p)]
+    return sorted(prefixes, key=lambda p: int(_CKPT_NUMBER.search(p).group(1)), reverse=True)
+
+
+def _fallback_candidates(model_dir: str) -> list[str]:
+    """`checkpoint_candidates`, then, in a fine-tuned model dir, the kept seed's own copy of
+    the kept weights (`seed-N/best/`), from which the dir's checkpoint was written."""
+    candidates = checkpoint_candidates(model_dir)
+    try:
+        with open(os.path.join(model_dir, "results.json"), encoding="utf-8") as f:
+            seed = json.load(f)["kept_seed"]
+        seed_dir = os.path.join(model_dir, f"seed-{seed}")
+        with open(os.path.join(seed_dir, "state.json"), encoding="utf-8") as f:
+            name = os.path.basename(json.load(f)["best"]["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return candidates
+    best = os.path.join(seed_dir, "best", name)
+    return candidates + [best] if candidates and best not in candidates else candidates
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """What makes the checkpoint at `path` unreadable, or None when it looks intact.
+
+    Cheap: its index is parsed and its object graph (written last, at the end of the data)
+    is read, which finds missing and truncated files; a flipped byte elsewhere is found by
+    the CRC check of the restore itself (the loaders and the trainer fall back then too).
+
+    Args:
+      path: a checkpoint prefix (`.../ckpt-N`).
+    """
+    import tensorflow as tf
+
+    if not os.path.isfile(path + ".index"):
+        return "its .index file is missing"
+    try:
+        reader = tf.train.load_checkpoint(path)
+        reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
+    except Exception as e:  # pylint: disable=broad-except  # any failure means unreadable
+        return describe_error(e)
+    return None
+
+
+def describe_error(error: BaseException) -> str:
+    """The first line of an exception, with its type, for a one-line message."""
+    text = str(getattr(error, "message", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160] if text else ''}".rstrip(": ")
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether an exception from reading a checkpoint means its files are damaged."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    return isinstance(error, (IndexError, tf.errors.OpError, DecodeError, EOFError))
+
+
+def warn_damaged(path: str, problem: str, fallback: Optional[str]) -> None:
+    """Logs (one warning line) that the checkpoint at `path` is skipped for `fallback`."""
+    from absl import logging
+
+    instead = f"falling back to the older {fallback}" if fallback else "no older one is left"
+    logging.warning("checkpoint %s is damaged (%s); %s", path, problem, instead)
+
+
 def _require_checkpoint(model_dir: str) -> str:
-    latest = latest_checkpoint(model_dir)
-    if latest is None:
+    """The newest checkpoint that looks intact (older ones after a warning), or an error."""
+    candidates = _fallback_candidates(model_dir)
+    if not candidates:
         found = sorted(glob.glob(os.path.join(model_dir, "ckpt-*.index")))
         hint = (f" (found {os.path.basename(found[-1])} but no 'checkpoint' file)"
                 if found else "")
         raise ModelDirError(f"{model_dir} has no checkpoint{hint}; train first "
                             "(python -m electra_tf.train) or pass the right --model_dir")
-    return latest
+    problems = []
+    for i, path in enumerate(candidates):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        problems.append(f"{os.path.basename(path)}: {problem}")
+        warn_damaged(path, problem, candidates[i + 1] if i + 1 < len(candidates) else None)
+    raise ModelDirError(f"every checkpoint in {model_dir} is damaged ({'; '.join(problems)}); "
+                        "restore the model dir from a copy or train again")
 
 
 def _recorded_vocab_hashes(model_dir: str):
@@ -151,6 +254,188 @@ def check_vocab_fits(tokens: list[str], cfg: config_lib.ElectraConfig, *, vocab_
         raise ModelDirError(
             f"{vocab_path} has {len(tokens)} tokens but {where} says model.vocab_size="
             f"{cfg.model.vocab_size}: use the vocab.txt the model was trained with")
+
+
+# --- writing a model dir: the lock, the writability check, leftovers, full disks -------------
+
+LOCK_FILE = ".lock"
+
+
+class ModelDirLock:
+    """An exclusive `flock` on `model_dir/.lock`, held until `release()` or process death.
+
+    The OS drops the lock when the process dies (even by SIGKILL), so a crash never leaves a
+    stale lock behind; the file itself stays (it holds the last owner's process id).
+    """
+
+    def __init__(self, model_dir: str, fd: int):
+        self.model_dir = model_dir
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drops the lock (idempotent)."""
+        if self._fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def lock_model_dir(model_dir: str, *, flag: str = "--model_dir") -> ModelDirLock:
+    """Takes the exclusive lock of a model dir (created if missing) for one writing run.
+
+    Two runs writing one model dir would overwrite each other's checkpoints and metrics
+    (docs/architecture.md, "The model dir"); the second one is refused instead.
+
+    Args:
+      model_dir: the directory a run is about to write.
+      flag: the flag that named it (for the message).
+
+    Returns:
+      A `ModelDirLock`; use it as a context manager or call `release()`.
+
+    Raises:
+      ModelDirError: another live process holds the lock, or the directory cannot be
+        created or locked.
+    """
+    import fcntl
+
+    check_writable_dir(model_dir, flag=flag)
+    path = os.path.join(model_dir, LOCK_FILE)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, files.FILE_MODE)
+    except OSError as e:
+        raise output_error(e, flag=flag, path=model_dir) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = ""
+        with contextlib.suppress(OSError, ValueError):
+            holder = f" (process {int(os.pread(fd, 32, 0).decode().strip())})"
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise ModelDirError(
+                f"{flag}={model_dir} is in use by another run{holder}: two runs would "
+                "overwrite each other's checkpoints; wait for it to finish, stop it, or "
+                "pass another directory") from None
+        raise ModelDirError(f"{flag}={model_dir}: cannot lock {path} ({e.strerror}); use a "
+                            "directory on a local (or NFSv4) filesystem") from None
+    with contextlib.suppress(OSError):  # Who holds it, for the next run's message.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return ModelDirLock(model_dir, fd)
+
+
+def check_writable_dir(path: str, *, flag: str = "--model_dir") -> None:
+    """Refuses an output directory that is a file or cannot be created or written.
+
+    Checked before any work (docs/architecture.md, "The model dir"): the directory, or the
+    nearest existing folder above a directory still to be created, must be a writable
+    directory.
+
+    Raises:
+      ModelDirError: one line naming the path and the fix.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ModelDirError(f"{flag}={path} is a file; pass a directory (it is created if "
+                            "missing)")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ModelDirError(f"{flag}={path} cannot be created: {existing} is a file; pass a "
+                            "directory path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == os.path.abspath(path) else \
+            f"cannot be created: {existing} is not writable"
+        raise ModelDirError(f"{flag}={path} {what} (by this user, or a read-only "
+                            "filesystem); pass a writable directory")
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an exception from writing means the disk (or quota) is full."""
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        return True
+    message = str(getattr(error, "message", "") or error)
+    return "No space left on device" in message or "Disk quota exceeded" in message
+
+
+def output_error(error: BaseException, *, flag: str = "--model_dir", path: str = "",
+                 what: str = "writing", then: str = "") -> "ModelDirError":
+    """The one-line ModelDirError for a failed write under an output directory.
+
+    Args:
+      error: the OSError or TF error of the write.
+      flag: the flag naming the output directory (for the fix).
+      path: what was being written, when the error does not say.
+      what: the action, e.g. "saving checkpoint".
+      then: what is left and how to go on, replacing the default advice.
+    """
+    where = path or getattr(error, "filename", None) or "the output"
+    if is_disk_full(error):
+        reason = "the disk is full"
+        fix = "free space (or pass a directory on a larger disk) and run the same command"
+    elif isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM,
+                                                        errno.EROFS):
+        reason = "permission denied"
+        fix = f"make it writable or pass another {flag}"
+    else:
+        reason = getattr(error, "strerror", None) or describe_error(error)
+        fix = f"check {flag} and run the same command again"
+    return ModelDirError(f"{what} {where} failed: {reason}; {then or fix}")
+
+
+# TF's own temporaries: `ckpt-N_temp/` (a sharded save's parts, renamed when complete) and
+# `checkpoint.tmp<hex>` (its atomic rewrite of the `checkpoint` index); and the private save
+# folder of a non-chief worker (`.worker-<i>-tmp/`, training/checkpointing.py).
+_TF_TEMPORARY = re.compile(r"^([\w.]+-\d+_temp|checkpoint\.tmp[0-9a-f]+|\.worker-\d+-tmp)$")
+
+
+def remove_stale_temporaries(model_dir: str) -> list[str]:
+    """Removes what crashed writers left in a model dir; call it holding `lock_model_dir`.
+
+    `*.tmp-PID` files and folders of dead processes (`files.remove_stale_temporaries`); TF's
+    checkpoint temporaries (`ckpt-N_temp/`, `checkpoint.tmp<hex>`) and non-chief workers'
+    save folders (`.worker-<i>-tmp/`), which carry no process id but are stale once the lock
+    is held, since only the holder (and its workers, during its saves) writes here. The
+    per-worker folders (`worker-<i>/`) and fine-tuning's `seed-<n>/` and `seed-<n>/best/`
+    are cleaned the same way.
+
+    Returns:
+      The removed paths.
+    """
+    removed = []
+    folders = [model_dir] + sorted(
+        glob.glob(os.path.join(model_dir, "worker-*"))
+        + glob.glob(os.path.join(model_dir, "seed-*"))
+        + glob.glob(os.path.join(model_dir, "seed-*", "best")))
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        removed += files.remove_stale_temporaries(folder)
+        for name in sorted(os.listdir(folder)):
+            if not _TF_TEMPORARY.match(name):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def open_model_dir(model_dir: str, *, vocab: Optional[str] = None,
@@ -219,9 +504,7 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
     """
     from electra_tf.text import vocab as vocab_lib
 
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise ModelDirError(f"--model_dir={model_dir} is a file; pass a directory (it is "
-                            "created if missing)")
+    check_writable_dir(model_dir)
     saved_vocab = os.path.join(model_dir, VOCAB_FILE)
     if vocab is None:
         if not os.path.isfile(saved_vocab):
@@ -249,13 +532,19 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
                     f"for {_get(cfg, key)!r}; a resumed run cannot change it: use a new "
                     "--model_dir or the saved value")
     if write:
-        os.makedirs(model_dir, exist_ok=True)
-        if os.path.abspath(vocab) != os.path.abspath(saved_vocab):
-            tmp = files.temp_path(saved_vocab)
-            shutil.copyfile(vocab, tmp)
-            os.chmod(tmp, files.FILE_MODE)
-            os.replace(tmp, saved_vocab)
-        config_lib.save_config(cfg, saved_cfg_path)
+        # Atomic writes: a full disk or a permission error leaves no half-written file.
+        target = model_dir
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+            if os.path.abspath(vocab) != os.path.abspath(saved_vocab):
+                with open(vocab, "rb") as f:
+                    data = f.read()
+                target = saved_vocab
+                files.atomic_write_bytes(saved_vocab, data)
+            target = saved_cfg_path
+            config_lib.save_config(cfg, saved_cfg_path)
+        except OSError as e:
+            raise output_error(e, path=target) from None
     return cfg, tokens
 
 
@@ -271,9 +560,7 @@ def build_pretrainer(cfg: config_lib.ElectraConfig, tokens: list[str]):
     return ElectraPretrainer(cfg, **special_token_ids(tokens))
 
 
-def _restore(root, checkpoint: str, what: str) -> None:
-    """Restores `root`'s variables from the model part of a training checkpoint; every
-    variable of `root` must come from it (optimizer, RNG and input state are skipped)."""
+def _restore_one(root, checkpoint: str, what: str) -> None:
     import tensorflow as tf
 
     status = tf.train.Checkpoint(model=root).read(checkpoint)
@@ -286,6 +573,37 @@ def _restore(root, checkpoint: str, what: str) -> None:
     status.expect_partial()
 
 
+def _restore(root, model_dir: str, checkpoint: str, what: str) -> str:
+    """Restores `root`'s variables from the model part of a training checkpoint; every
+    variable of `root` must come from it (optimizer, RNG and input state are skipped).
+
+    A damaged checkpoint (docs/architecture.md, "The checkpoint") is skipped with a warning
+    for the next older one of `model_dir` (in a fine-tuned dir, then the kept seed's copy of
+    the weights); every variable is assigned again by the one that succeeds. Returns the
+    checkpoint restored.
+    """
+    candidates = _fallback_candidates(model_dir)
+    if checkpoint in candidates:
+        candidates = candidates[candidates.index(checkpoint):]
+    else:
+        candidates = [checkpoint]
+    problems = []
+    for i, path in enumerate(candidates):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            try:
+                _restore_one(root, path, what)
+                return path
+            except Exception as e:  # pylint: disable=broad-except
+                if not is_damage(e):
+                    raise
+                problem = describe_error(e)
+        problems.append(f"{os.path.basename(path)}: {problem}")
+        warn_damaged(path, problem, candidates[i + 1] if i + 1 < len(candidates) else None)
+    raise ModelDirError(f"every checkpoint in {model_dir} is damaged ({'; '.join(problems)}); "
+                        "restore the model dir from a copy or train again")
+
+
 def load_pretrainer(model_dir: str):
     """Rebuilds the ElectraPretrainer of a training run with its latest weights.
 
@@ -294,7 +612,7 @@ def load_pretrainer(model_dir: str):
     """
     opened = open_model_dir(model_dir)
     model = build_pretrainer(opened.config, opened.tokens)
-    _restore(model, opened.checkpoint, "pretrainer")
+    _restore(model, opened.path, opened.checkpoint, "pretrainer")
     return model
 
 
@@ -320,7 +638,7 @@ def load_discriminator(model_dir: str):
         # The discriminator's word table is the generator's plus a delta: it cannot exist
         # without the generator's table, so the pretrainer is rebuilt around it.
         model = build_pretrainer(cfg, opened.tokens)
-        _restore(model, opened.checkpoint, "pretrainer")
+        _restore(model, opened.path, opened.checkpoint, "pretrainer")
         return model.discriminator
     # Built under the same name scope as inside the pretrainer, and restored through the
     # same object path (`model.discriminator`), so the checkpoint's variables fit exactly.
@@ -333,7 +651,7 @@ def load_discriminator(model_dir: str):
     holder.discriminator = discriminator
     if cfg.objective.kind == "mlm":
         holder.discriminator_encoder = discriminator
-    _restore(holder, opened.checkpoint, "discriminator")
+    _restore(holder, opened.path, opened.checkpoint, "discriminator")
     return discriminator
 
 
@@ -392,5 +710,5 @@ def load_task_model(model_dir: str):
         raise ModelDirError(f"{model_dir} has no {FINETUNE_FILE}: it is a pretraining model "
                             "dir; fine-tune it first (python -m electra_tf.finetune)")
     model = build_task_model_from_dir(model_dir, opened.config, info)
-    _restore(model, opened.checkpoint, "fine-tuned model")
+    _restore(model, opened.path, opened.checkpoint, "fine-tuned model")
     return model, info

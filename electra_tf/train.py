@@ -5,9 +5,10 @@
 
 Running the same command again resumes from the newest checkpoint in `--model_dir`.
 Flags override the config's values; the resolved config is saved to `model_dir/config.yaml`.
-Exit status: 0 done; 2 bad input (one `error:` line on stderr); 3 the loss became non-finite
-(the last good checkpoint is kept); 143 (SIGTERM) or 130 (SIGINT, Ctrl-C): stopped after
-saving a checkpoint.
+Exit status: 0 done; 2 bad input (one `error:` line on stderr: a bad flag, config or data, a
+model dir in use by another run, a damaged shard met mid-run, a full disk; the last good
+checkpoint is kept); 3 the loss became non-finite (the last good checkpoint is kept); 143
+(SIGTERM) or 130 (SIGINT, Ctrl-C): stopped after saving a checkpoint.
 Everything here is flag parsing: the run itself is `electra_tf.training.trainer.train`.
 """
 
@@ -44,6 +45,9 @@ flags.DEFINE_float("peak_tflops", None, "runtime.peak_tflops: per-device peak TF
                    "(default: measured).")
 flags.DEFINE_boolean("deterministic", None, "runtime.deterministic: TF op determinism (exact "
                      "reruns on CPU).")
+flags.DEFINE_boolean("verify_data", None, "runtime.verify_data: read every record of the "
+                     "data back before training (CRC, schema, counts against dataset.json); "
+                     "without it only the shard sizes are checked.")
 flags.DEFINE_integer("train_steps", None, "training.train_steps (optimizer updates).")
 flags.DEFINE_integer("steps_per_loop", None, "training.steps_per_loop (steps per tf.function).")
 flags.DEFINE_integer("log_every", None, "training.log_every.")
@@ -63,6 +67,7 @@ _FLAG_TO_KEY = {
     "strategy": "runtime.strategy", "tpu": "runtime.tpu", "num_gpus": "runtime.num_gpus",
     "num_cpu_devices": "runtime.num_cpu_devices", "all_reduce_alg": "runtime.all_reduce_alg",
     "peak_tflops": "runtime.peak_tflops", "deterministic": "runtime.deterministic",
+    "verify_data": "runtime.verify_data",
     "train_steps": "training.train_steps", "steps_per_loop": "training.steps_per_loop",
     "log_every": "training.log_every", "checkpoint_every": "training.checkpoint_every",
     "eval_every": "training.eval_every", "eval_steps": "training.eval_steps",
@@ -95,6 +100,32 @@ def resolve_config(config_path, overrides, flag_values: dict, model_dir: str):
     return config_lib.load_config(config_path, list(overrides) + from_flags)
 
 
+def check_vocab_size_override(overrides, vocab_path: str) -> None:
+    """Refuses `--override model.vocab_size=N` unless N is the vocabulary's size.
+
+    The run sets `model.vocab_size` from the vocabulary (docs/architecture.md, "The model
+    dir"), so any other value would be silently replaced; fine-tuning's `--override` treats
+    it the same way.
+
+    Args:
+      overrides: the --override values.
+      vocab_path: the vocabulary the run will use (--vocab, or model_dir/vocab.txt).
+    """
+    from electra_tf import config as config_lib
+    from electra_tf.text import vocab as vocab_lib
+
+    for text in overrides:
+        (section, *rest), value = config_lib.parse_override(text, "--override")
+        if [section] + rest != ["model", "vocab_size"] or not os.path.isfile(vocab_path):
+            continue
+        size = len(vocab_lib.load_vocab(vocab_path))
+        if value != size:
+            raise config_lib.ConfigError(
+                f"--override {text}: model.vocab_size is set from the vocabulary, and "
+                f"{vocab_path} has {size} tokens; drop the override (or pass the vocabulary "
+                "of that size with --vocab)")
+
+
 def main(argv, callbacks=()):
     """Runs the binary from parsed flags; `callbacks` are passed to the trainer (tests)."""
     if len(argv) > 1:
@@ -112,18 +143,25 @@ def main(argv, callbacks=()):
     from electra_tf.config import ConfigError
     from electra_tf.training import trainer
     from electra_tf.data.pretraining_reader import DataError
+    from electra_tf import model_dir as model_dir_lib
     from electra_tf.model_dir import ModelDirError
     from electra_tf.text.vocab import VocabError
     from electra_tf.training import step as step_lib
     from electra_tf.training import strategy as strategy_lib
+    from electra_tf.training.checkpointing import CheckpointError
 
     logging.set_verbosity(logging.INFO)
     bad_input = (ConfigError, DataError, VocabError, ModelDirError, step_lib.BatchLayoutError,
-                 strategy_lib.StrategyError, trainer.TrainerError)
+                 strategy_lib.StrategyError, trainer.TrainerError, CheckpointError)
     try:
+        # Before any work: a --model_dir that is a file or cannot be written.
+        model_dir_lib.check_writable_dir(FLAGS.model_dir)
         cfg = resolve_config(FLAGS.config, FLAGS.override,
                              {name: getattr(FLAGS, name) for name in _FLAG_TO_KEY},
                              FLAGS.model_dir)
+        check_vocab_size_override(
+            FLAGS.override,
+            FLAGS.vocab or os.path.join(FLAGS.model_dir, model_dir_lib.VOCAB_FILE))
         # Before anything initialises TensorFlow's devices.
         strategy_lib.configure_cpu_devices(cfg.runtime.num_cpu_devices)
         result = trainer.train(

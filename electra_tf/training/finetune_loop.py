@@ -87,8 +87,18 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 def _read_state(path: str) -> dict:
     if not os.path.isfile(path):
         return {"epochs": [], "best": None}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("epochs"), list):
+        from electra_tf.training.finetuning import FinetuneError  # (imports this module)
+
+        raise FinetuneError(
+            f"{path} is not a readable state file: this seed's record of its epochs is "
+            f"damaged; delete {os.path.dirname(path)} to train this seed again")
+    return state
 
 
 def train_seed(run: SeedRun, strategy, model, optimizer, step, features,
@@ -112,7 +122,9 @@ def train_seed(run: SeedRun, strategy, model, optimizer, step, features,
     from electra_tf.training.checkpointing import TrainCheckpoint
 
     os.makedirs(run.directory, exist_ok=True)
-    ckpt = TrainCheckpoint(run.directory, max_to_keep=1, model=model, optimizer=optimizer,
+    # Two kept: a damaged newest one falls back to the older (docs/architecture.md,
+    # "The checkpoint").
+    ckpt = TrainCheckpoint(run.directory, max_to_keep=2, model=model, optimizer=optimizer,
                            step=step, **(extra_state or {}))
     best_manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model), os.path.join(run.directory, "best"), max_to_keep=2,

@@ -43,7 +43,9 @@ class FinetuneOptions:
       config: YAML of the model size for `init="none"` (default: ELECTRA-Small's sizes);
         ignored otherwise.
       vocab: vocab.txt; required for `init="none"`, checked against the model dir otherwise.
-      overrides: config overrides (`section.key=value`) for `init="none"`.
+      overrides: config overrides (`section.key=value`): on the model config for
+        `init="none"`; on the config.yaml of `init` otherwise, where they may not change the
+        pretrained model's shape (`model_dir.SHAPE_KEYS`, `model.vocab_size` included).
       epochs, learning_rate, layerwise_lr_decay: None picks the reference default for the
         task and model size.
       reference_layerwise_decay: the reference's extra decay factor below the head.
@@ -121,18 +123,44 @@ def _resolve_model(options: FinetuneOptions):
                     f"{options.init} (hash {vocab_lib.vocab_hash(tokens)[:12]} vs "
                     f"{vocab_lib.vocab_hash(opened.tokens)[:12]}); drop --vocab or pass the "
                     "vocabulary the model was pretrained with")
-        return opened.config, opened.tokens, opened.vocab_path, \
+        cfg = _override_init_config(opened.config, options)
+        return cfg, opened.tokens, opened.vocab_path, \
             model_dir_lib.read_finetune_info(options.init)
     if not options.vocab:
         raise FinetuneError("--vocab is required with --init=none (the vocabulary to "
                             "tokenize with); or pass --init=MODEL_DIR of a pretraining run")
     tokens = vocab_lib.load_vocab(options.vocab)
+    for text in options.overrides:
+        path, value = config_lib.parse_override(text, "--override")
+        if path == ["model", "vocab_size"] and value != len(tokens):
+            raise FinetuneError(
+                f"--override {text}: model.vocab_size is set from the vocabulary, and "
+                f"{options.vocab} has {len(tokens)} tokens; drop the override")
     overrides = list(options.overrides) + [f"model.vocab_size={len(tokens)}"]
     if options.config:
         cfg = config_lib.load_config(options.config, overrides)
     else:  # The config defaults are ELECTRA-Small's sizes.
         cfg = config_lib.from_dict({}, overrides, source="--override")
     return cfg, tokens, options.vocab, None
+
+
+def _override_init_config(cfg, options: FinetuneOptions):
+    """--init's config with --override applied; an override may not change the pretrained
+    model's shape (model_dir.SHAPE_KEYS), which its checkpoint fixes, and one that would be
+    ignored is refused rather than dropped silently."""
+    if not options.overrides:
+        return cfg
+    changed = config_lib.from_dict(cfg.to_dict(), options.overrides, source="--override")
+    for key in model_dir_lib.SHAPE_KEYS:
+        section, name = key.split(".")
+        before = getattr(getattr(cfg, section), name)
+        after = getattr(getattr(changed, section), name)
+        if before != after:
+            raise FinetuneError(
+                f"--override sets {key}={after!r} but the model of --init={options.init} has "
+                f"{key}={before!r} (its config.yaml), which its checkpoint fixes; drop the "
+                "override")
+    return changed
 
 
 # What a resumed run may not change (anything else but the seeds would make the restored
@@ -222,6 +250,8 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
                                      optimizers, precision)
     from electra_tf.training import strategy as strategy_lib
 
+    # Before any work: an output dir that is a file or cannot be written.
+    model_dir_lib.check_writable_dir(options.output_dir, flag="--output_dir")
     if not options.seeds or any(int(s) < 0 for s in options.seeds):
         raise FinetuneError(f"--seeds={','.join(map(str, options.seeds))}: pass one or more "
                             "non-negative integers, e.g. --seeds=1,2,3")
@@ -296,78 +326,107 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
         raise FinetuneError(f"--batch_size={options.batch_size} is not divisible by the "
                             f"{strategy.num_replicas_in_sync} replicas; use a multiple")
 
-    # Every check passed: the output dir is written from here on.
-    os.makedirs(options.output_dir, exist_ok=True)
-    config_lib.save_config(cfg, os.path.join(options.output_dir, model_dir_lib.CONFIG_FILE))
-    if os.path.abspath(vocab_path) != os.path.abspath(
-            os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE)):
-        with open(vocab_path, encoding="utf-8") as f:
-            files.atomic_write_text(
-                os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE), f.read())
-    files.atomic_write_text(os.path.join(options.output_dir, model_dir_lib.FINETUNE_FILE),
-                            json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    # Every check passed. One writer per output dir (docs/architecture.md, "The model dir"):
+    # the lock comes before the first write and is held to the end; the checks of the dir are
+    # repeated under it, then what an interrupted run left is removed.
+    lock = model_dir_lib.lock_model_dir(options.output_dir, flag="--output_dir")
+    try:
+        _check_output_dir(options.output_dir, info, options.init or "none")
+        removed = model_dir_lib.remove_stale_temporaries(options.output_dir)
+        if removed:
+            log(f"removed {len(removed)} leftover(s) of an interrupted run: " + ", ".join(
+                os.path.relpath(p, options.output_dir) for p in removed))
+        os.makedirs(options.output_dir, exist_ok=True)
+        config_lib.save_config(cfg, os.path.join(options.output_dir, model_dir_lib.CONFIG_FILE))
+        if os.path.abspath(vocab_path) != os.path.abspath(
+                os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE)):
+            with open(vocab_path, encoding="utf-8") as f:
+                files.atomic_write_text(
+                    os.path.join(options.output_dir, model_dir_lib.VOCAB_FILE), f.read())
+        files.atomic_write_text(os.path.join(options.output_dir, model_dir_lib.FINETUNE_FILE),
+                                json.dumps(info, indent=1, ensure_ascii=False) + "\n")
 
-    tokenizer = ElectraTokenizer(tokens, lower_case=cfg.data.lower_case)
-    label_ids = {name: i for i, name in enumerate(data.labels)}
-    if spec.kind == "tagging":
-        train_features = task_features.encode_tagged(tokenizer, data.train, label_ids,
-                                                     max_seq_length)
-        dev_features = task_features.encode_tagged(tokenizer, data.dev, label_ids,
-                                                   max_seq_length)
-    else:
-        train_features = task_features.encode_texts(tokenizer, data.train, spec.kind,
-                                                    label_ids, max_seq_length)
-        dev_features = task_features.encode_texts(tokenizer, data.dev, spec.kind, label_ids,
-                                                  max_seq_length)
-    evaluate = make_evaluator(spec, dev_features, data.labels, data.dev)
-    precision.configure_precision(options.mixed_precision)
-    total_steps = epochs * steps_per_epoch
-    opt_cfg = config_lib.OptimizerConfig(
-        learning_rate=learning_rate, warmup_steps=int(options.warmup_fraction * total_steps),
-        weight_decay=options.weight_decay)
-    multiplier = functools.partial(
-        layerwise_decay.learning_rate_multiplier, num_layers=cfg.model.num_layers,
-        decay=decay, reference=options.reference_layerwise_decay)
-    log(f"fine-tuning {spec.name} ({spec.kind}, {num_labels} labels): {len(data.train)} "
-        f"train / {len(data.dev)} dev examples, {epochs} epochs of {steps_per_epoch} steps, "
-        f"lr {learning_rate:g}, layer-wise decay {decay:g}, seeds {list(options.seeds)}")
-
-    states = {}
-    for seed in options.seeds:
-        keras.utils.set_random_seed(seed)
-        # Per seed: clear_session() below resets Keras' global dtype policy.
+        tokenizer = ElectraTokenizer(tokens, lower_case=cfg.data.lower_case)
+        label_ids = {name: i for i, name in enumerate(data.labels)}
+        if spec.kind == "tagging":
+            train_features = task_features.encode_tagged(tokenizer, data.train, label_ids,
+                                                         max_seq_length)
+            dev_features = task_features.encode_tagged(tokenizer, data.dev, label_ids,
+                                                       max_seq_length)
+        else:
+            train_features = task_features.encode_texts(tokenizer, data.train, spec.kind,
+                                                        label_ids, max_seq_length)
+            dev_features = task_features.encode_texts(tokenizer, data.dev, spec.kind, label_ids,
+                                                      max_seq_length)
+        evaluate = make_evaluator(spec, dev_features, data.labels, data.dev)
         precision.configure_precision(options.mixed_precision)
-        with strategy.scope():
-            encoder, head_weights = None, None
-            if options.init and options.init != "none":
-                if init_info is None:
-                    encoder = model_dir_lib.load_discriminator(options.init)
-                    encoder = getattr(encoder, "encoder", encoder)
-                else:
-                    start, _ = model_dir_lib.load_task_model(options.init)
-                    encoder, head_weights = start.encoder, start.head.get_weights()
-            from electra_tf.modeling.task_models import build_task_model
-            model = build_task_model(cfg, spec.kind, num_labels, encoder=encoder)
-            if head_weights is not None:
-                model.head.set_weights(head_weights)
-            optimizer = optimizers.create_optimizer(
-                opt_cfg, total_steps, mixed_precision=options.mixed_precision,
-                learning_rate_multiplier=multiplier)
-            optimizer.build(model.trainable_variables)
-            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
-                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        run = finetune_loop.SeedRun(
-            directory=os.path.join(options.output_dir, f"seed-{seed}"), kind=spec.kind,
-            epochs=epochs, batch_size=options.batch_size, steps_per_epoch=steps_per_epoch,
-            seed=seed, evaluate=evaluate, primary_metric=spec.primary_metric,
-            checkpoint_every=options.checkpoint_every, log=log,
-            show_progress=options.show_progress)
-        states[seed] = finetune_loop.train_seed(
-            run, strategy, model, optimizer, step, train_features,
-            extra_state={"dropout_seeds": checkpointing.dropout_seed_states(model)},
-            callbacks=callbacks)
-        keras.backend.clear_session()
-    return _write_results(options.output_dir, spec, cfg, info, states)
+        total_steps = epochs * steps_per_epoch
+        opt_cfg = config_lib.OptimizerConfig(
+            learning_rate=learning_rate, warmup_steps=int(options.warmup_fraction * total_steps),
+            weight_decay=options.weight_decay)
+        multiplier = functools.partial(
+            layerwise_decay.learning_rate_multiplier, num_layers=cfg.model.num_layers,
+            decay=decay, reference=options.reference_layerwise_decay)
+        log(f"fine-tuning {spec.name} ({spec.kind}, {num_labels} labels): {len(data.train)} "
+            f"train / {len(data.dev)} dev examples, {epochs} epochs of {steps_per_epoch} steps, "
+            f"lr {learning_rate:g}, layer-wise decay {decay:g}, seeds {list(options.seeds)}")
+
+        states = {}
+        for seed in options.seeds:
+            keras.utils.set_random_seed(seed)
+            # Per seed: clear_session() below resets Keras' global dtype policy.
+            precision.configure_precision(options.mixed_precision)
+            with strategy.scope():
+                encoder, head_weights = None, None
+                if options.init and options.init != "none":
+                    if init_info is None:
+                        encoder = model_dir_lib.load_discriminator(options.init)
+                        encoder = getattr(encoder, "encoder", encoder)
+                    else:
+                        start, _ = model_dir_lib.load_task_model(options.init)
+                        encoder, head_weights = start.encoder, start.head.get_weights()
+                from electra_tf.modeling.task_models import build_task_model
+                model = build_task_model(cfg, spec.kind, num_labels, encoder=encoder)
+                if head_weights is not None:
+                    model.head.set_weights(head_weights)
+                optimizer = optimizers.create_optimizer(
+                    opt_cfg, total_steps, mixed_precision=options.mixed_precision,
+                    learning_rate_multiplier=multiplier)
+                optimizer.build(model.trainable_variables)
+                step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            run = finetune_loop.SeedRun(
+                directory=os.path.join(options.output_dir, f"seed-{seed}"), kind=spec.kind,
+                epochs=epochs, batch_size=options.batch_size, steps_per_epoch=steps_per_epoch,
+                seed=seed, evaluate=evaluate, primary_metric=spec.primary_metric,
+                checkpoint_every=options.checkpoint_every, log=log,
+                show_progress=options.show_progress)
+            states[seed] = finetune_loop.train_seed(
+                run, strategy, model, optimizer, step, train_features,
+                extra_state={"dropout_seeds": checkpointing.dropout_seed_states(model)},
+                callbacks=callbacks)
+            keras.backend.clear_session()
+        return _write_results(options.output_dir, spec, cfg, info, states)
+    except (OSError, tf.errors.OpError) as e:
+        if not _is_output_failure(e):
+            raise
+        model_dir_lib.remove_stale_temporaries(options.output_dir)
+        raise FinetuneError(str(model_dir_lib.output_error(
+            e, flag="--output_dir", path=options.output_dir,
+            then="what was finished is kept: free space (or fix the permissions) and run the "
+                 "same command to resume"))) from None
+    finally:
+        lock.release()
+
+
+def _is_output_failure(error: BaseException) -> bool:
+    """A failed write of the output dir (full disk, permissions), not a bug elsewhere."""
+    import errno
+
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES,
+                               errno.EPERM, errno.EROFS)
+    return model_dir_lib.is_disk_full(error)
 
 
 def _write_results(output_dir, spec, cfg, info, states) -> dict:
@@ -388,8 +447,17 @@ def _write_results(output_dir, spec, cfg, info, states) -> dict:
     model = model_dir_lib.build_task_model_from_dir(output_dir, cfg, info)
     best_path = os.path.join(output_dir, f"seed-{best_seed}", "best",
                              os.path.basename(states[best_seed]["best"]["checkpoint"]))
-    tf.train.Checkpoint(model=model).read(best_path) \
-        .assert_existing_objects_matched().expect_partial()
+    try:
+        tf.train.Checkpoint(model=model).read(best_path) \
+            .assert_existing_objects_matched().expect_partial()
+    except Exception as e:  # pylint: disable=broad-except
+        if not model_dir_lib.is_damage(e):
+            raise
+        raise FinetuneError(
+            f"{best_path}, the best weights of seed {best_seed}, is damaged ("
+            f"{model_dir_lib.describe_error(e)}); delete "
+            f"{os.path.join(output_dir, f'seed-{best_seed}')} and run the same command to "
+            "train that seed again") from None
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), output_dir,
                                          max_to_keep=1, checkpoint_name="ckpt")
     manager.save(checkpoint_number=int(best_seed))

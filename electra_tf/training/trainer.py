@@ -10,6 +10,7 @@ logging, preemption signals and callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -127,16 +128,20 @@ def train(
       without `eval_data`).
 
     Raises:
-      TrainerError, ModelDirError, DataMismatchError, ConfigError, BatchLayoutError: bad
-        input (one line).
+      TrainerError, ModelDirError, DataError (DataMismatchError), ConfigError,
+        BatchLayoutError, StrategyError, CheckpointError: bad input, a model dir in use by
+        another run, a damaged shard met mid-run or a full disk (one line; the last good
+        checkpoint is intact).
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is intact.
     """
     from electra_tf.data import pretraining_reader
     from electra_tf.text import vocab as vocab_lib
-    from electra_tf.training import flops, precision
+    from electra_tf.training import precision
 
     if log_fn is None:
         log_fn = logging.info if flags.FLAGS.is_parsed() else functools.partial(print, flush=True)
+    # Before any work: a model dir that is a file or cannot be written is refused.
+    model_dir_lib.check_writable_dir(model_dir)
     t, runtime = cfg.training, cfg.runtime
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -150,25 +155,59 @@ def train(
             tpu_address=runtime.tpu)
     layout = strategy_lib.worker_layout(strategy)
     is_chief = layout["is_chief"]
-    # Every check first, writing nothing; the model dir is written only once all passed.
-    cfg, tokens = model_dir_lib.prepare_model_dir(model_dir, cfg, vocab, write=False)
-    for pattern in filter(None, (train_data, eval_data)):
-        pretraining_reader.check_sidecar(
-            pretraining_reader.read_sidecar(pattern), vocab_hash=vocab_lib.vocab_hash(tokens),
-            max_seq_length=cfg.data.max_seq_length,
-            where="this run (its vocab.txt and data.max_seq_length)")
-    batch_layout = step_lib.BatchLayout.plan(
-        global_batch=t.batch_size, num_replicas=strategy.num_replicas_in_sync,
-        num_local_replicas=layout["num_local_replicas"], seed_group_size=t.seed_group_size,
-        micro_batches=t.grad_accum_steps)
-    cfg, tokens = model_dir_lib.prepare_model_dir(model_dir, cfg, vocab, write=is_chief)
-
     # One input pipeline per worker at the per-replica batch size; its consecutive batches
     # go to the worker's replicas in order (what distribute_datasets_from_function does), but
     # through a plain tf.data iterator, which, unlike tf.distribute's, can be checkpointed.
     input_context = tf.distribute.InputContext(
         num_input_pipelines=layout["num_workers"], input_pipeline_id=layout["worker_index"],
         num_replicas_in_sync=strategy.num_replicas_in_sync)
+
+    # Every check first, writing nothing; the model dir is written only once all passed.
+    cfg, tokens = model_dir_lib.prepare_model_dir(model_dir, cfg, vocab, write=False)
+    vocab_path = vocab or os.path.join(model_dir, model_dir_lib.VOCAB_FILE)
+    for pattern in filter(None, (train_data, eval_data)):
+        sidecar = pretraining_reader.read_sidecar(pattern)
+        pretraining_reader.check_sidecar(
+            sidecar, vocab_hash=vocab_lib.vocab_hash(tokens),
+            max_seq_length=cfg.data.max_seq_length, lower_case=cfg.data.lower_case,
+            where="this run's config", vocab_where=vocab_path,
+            length_where="this run's config")
+        # Each shard against the sidecar (sizes; every record with runtime.verify_data) and no
+        # empty data: a repeated empty dataset would spin forever without a batch.
+        pretraining_reader.check_shards(pattern, sidecar, input_context=input_context,
+                                        full=runtime.verify_data)
+    batch_layout = step_lib.BatchLayout.plan(
+        global_batch=t.batch_size, num_replicas=strategy.num_replicas_in_sync,
+        num_local_replicas=layout["num_local_replicas"], seed_group_size=t.seed_group_size,
+        micro_batches=t.grad_accum_steps)
+
+    # One writer per model dir (docs/architecture.md, "The model dir"): the lock comes
+    # before the first write, and is held to the end of the run.
+    lock = model_dir_lib.lock_model_dir(model_dir) if is_chief else None
+    try:
+        if is_chief:
+            removed = model_dir_lib.remove_stale_temporaries(model_dir)
+            if removed:
+                log_fn(f"removed {len(removed)} leftover(s) of an interrupted run: "
+                       + ", ".join(os.path.relpath(p, model_dir) for p in removed))
+        cfg, tokens = model_dir_lib.prepare_model_dir(model_dir, cfg, vocab, write=is_chief)
+        return _train_locked(
+            cfg, tokens, train_data=train_data, eval_data=eval_data, model_dir=model_dir,
+            strategy=strategy, layout=layout, input_context=input_context,
+            batch_layout=batch_layout, log_fn=log_fn, callbacks=callbacks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(cfg, tokens, *, train_data, eval_data, model_dir, strategy, layout,
+                  input_context, batch_layout, log_fn, callbacks) -> dict:
+    """The run itself, once every check has passed and the model dir is locked."""
+    from electra_tf.data import pretraining_reader
+    from electra_tf.training import flops
+
+    t, runtime = cfg.training, cfg.runtime
+    is_chief = layout["is_chief"]
 
     def make_dataset(data, shuffle):
         return pretraining_reader.pretraining_dataset(
@@ -196,7 +235,7 @@ def train(
         worker_index=layout["worker_index"], worker_objects=worker_state, **saved)
     restored = ckpt.restore()
     start_step = int(step.numpy())
-    log = metrics_log.MetricsLog(model_dir, enabled=is_chief)
+    log = _GuardedLog(metrics_log.MetricsLog(model_dir, enabled=is_chief), ckpt)
     log.truncate_after(start_step)
     if restored:
         log_fn(f"resumed from {restored} at step {start_step}")
@@ -216,59 +255,141 @@ def train(
     current = start_step
     interval = np.zeros(len(TRAIN_METRICS) + 1)
     interval_steps, interval_time = 0, 0.0
-    with _Preemption() as preemption:
-        while current < t.train_steps:
-            stop = min(t.train_steps, current + t.steps_per_loop,
-                       _next_boundary(current, t.log_every),
-                       _next_boundary(current, t.checkpoint_every),
-                       _next_boundary(current, t.eval_every if eval_dataset else 0))
-            for callback in callbacks:
-                wanted = callback.next_boundary(current)
-                if wanted is not None and wanted > current:
-                    stop = min(stop, wanted)
-            start = time.perf_counter()
-            totals, finite = pretraining_step.train_loop(
-                iterator, tf.constant(stop - current, tf.int32))
-            totals = totals.numpy()
-            interval_time += time.perf_counter() - start
-            if not bool(finite):
-                raise NonFiniteLossError(
-                    f"training stopped: the loss became non-finite between steps {current + 1} "
-                    f"and {stop}; nothing after the last good checkpoint was saved "
-                    f"({ckpt.latest() or 'none yet'}); lower optimizer.learning_rate, check "
-                    "the data, or use training.mixed_precision=none")
-            interval += totals
-            interval_steps += stop - current
-            current = stop
-
-            if current % t.log_every == 0 or current == t.train_steps:
-                result["train"] = _log_train(
-                    log, log_fn, current, t.train_steps, interval, interval_steps,
-                    interval_time, examples_per_step, optimizer, flops_per_example,
-                    peak_flops)
-                interval[:] = 0
-                interval_steps, interval_time = 0, 0.0
-            eval_due = bool(t.eval_every) and current % t.eval_every == 0
-            if eval_dataset is not None and (eval_due or current == t.train_steps):
-                result["eval"] = _log_eval(
-                    log, log_fn, current, pretraining_step.evaluate(eval_dataset, t.eval_steps))
-            for callback in callbacks:
-                callback.on_loop_end(current, result)
-            if (current % t.checkpoint_every == 0 or current == t.train_steps
-                    or preemption.requested):
-                result["checkpoint"] = ckpt.save(current)
-                log_fn(f"saved checkpoint {result['checkpoint']}")
+    try:
+        with _Preemption() as preemption:
+            while current < t.train_steps:
+                stop = min(t.train_steps, current + t.steps_per_loop,
+                           _next_boundary(current, t.log_every),
+                           _next_boundary(current, t.checkpoint_every),
+                           _next_boundary(current, t.eval_every if eval_dataset else 0))
                 for callback in callbacks:
-                    callback.on_checkpoint(current, result["checkpoint"])
-            if preemption.requested:
-                name = signal.Signals(preemption.signum).name
-                log_fn(f"{name} received: saved step {current} and stopped; run the same "
-                       "command again to continue")
-                result["preempted"] = preemption.signum
-                break
+                    wanted = callback.next_boundary(current)
+                    if wanted is not None and wanted > current:
+                        stop = min(stop, wanted)
+                start = time.perf_counter()
+                with _reading_data(train_data, "--train_data", current, ckpt):
+                    totals, finite = pretraining_step.train_loop(
+                        iterator, tf.constant(stop - current, tf.int32))
+                    totals = totals.numpy()
+                interval_time += time.perf_counter() - start
+                if not bool(finite):
+                    raise NonFiniteLossError(
+                        f"training stopped: the loss became non-finite between steps {current + 1} "
+                        f"and {stop}; nothing after the last good checkpoint was saved "
+                        f"({ckpt.latest() or 'none yet'}); lower optimizer.learning_rate, check "
+                        "the data, or use training.mixed_precision=none")
+                interval += totals
+                interval_steps += stop - current
+                current = stop
+
+                if current % t.log_every == 0 or current == t.train_steps:
+                    result["train"] = _log_train(
+                        log, log_fn, current, t.train_steps, interval, interval_steps,
+                        interval_time, examples_per_step, optimizer, flops_per_example,
+                        peak_flops)
+                    interval[:] = 0
+                    interval_steps, interval_time = 0, 0.0
+                eval_due = bool(t.eval_every) and current % t.eval_every == 0
+                if eval_dataset is not None and (eval_due or current == t.train_steps):
+                    with _reading_data(eval_data, "--eval_data", current, ckpt):
+                        metrics = pretraining_step.evaluate(eval_dataset, t.eval_steps)
+                    result["eval"] = _log_eval(log, log_fn, current, metrics)
+                for callback in callbacks:
+                    callback.on_loop_end(current, result)
+                if (current % t.checkpoint_every == 0 or current == t.train_steps
+                        or preemption.requested):
+                    result["checkpoint"] = ckpt.save(current)
+                    log_fn(f"saved checkpoint {result['checkpoint']}")
+                    for callback in callbacks:
+                        callback.on_checkpoint(current, result["checkpoint"])
+                if preemption.requested:
+                    name = signal.Signals(preemption.signum).name
+                    log_fn(f"{name} received: saved step {current} and stopped; run the same "
+                           "command again to continue")
+                    result["preempted"] = preemption.signum
+                    break
+    except BaseException:
+        with contextlib.suppress(Exception):
+            log.close()
+        raise
     result["step"] = current
     log.close()
     return result
+
+
+class _GuardedLog:
+    """`MetricsLog` whose failed writes (a full disk) leave no torn line and end the run
+    with one line naming the file and the intact checkpoint."""
+
+    def __init__(self, log, ckpt):
+        self._log, self._ckpt = log, ckpt
+
+    def _fail(self, error):
+        good = self._ckpt.latest()
+        fix = "free space" if model_dir_lib.is_disk_full(error) else "fix that"
+        then = (f"the last good checkpoint {good} is intact: {fix} and run the same command "
+                "to resume from it" if good else f"{fix} and run the same command")
+        return TrainerError(str(model_dir_lib.output_error(
+            error, path=self._log.path, what="writing metrics to", then=then)))
+
+    def truncate_after(self, step):
+        try:
+            self._log.truncate_after(step)
+        except (OSError, tf.errors.OpError) as e:
+            raise self._fail(e) from None
+
+    def write(self, record):
+        path = self._log.path
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        try:
+            self._log.write(record)
+        except (OSError, tf.errors.OpError) as e:
+            # Cut a line torn by the failed write (truncating needs no free space).
+            try:
+                if size is None:
+                    os.remove(path)
+                else:
+                    os.truncate(path, size)
+            except OSError:
+                pass
+            raise self._fail(e) from None
+
+    def close(self):
+        try:
+            self._log.close()
+        except (OSError, tf.errors.OpError) as e:
+            raise self._fail(e) from None
+
+
+class _reading_data:  # pylint: disable=invalid-name
+    """Turns a read error of the input pipeline (TF names neither the shard nor the record:
+    `corrupted record at 4872`, `Values size: 128 but output shape: [64]`) into one line
+    naming the damaged shard, found by reading the shards back. Nothing after the last
+    checkpoint is saved, so the next run resumes from it."""
+
+    def __init__(self, pattern, flag, step, ckpt):
+        self.pattern, self.flag, self.step, self.ckpt = pattern, flag, step, ckpt
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                                  tf.errors.NotFoundError)):
+            return False
+        from electra_tf.data import pretraining_reader
+
+        found = pretraining_reader.find_damaged_shard(self.pattern)
+        if found is None:
+            return False  # Not the data's fault: the original error stands.
+        shard, problem = found
+        good = self.ckpt.latest()
+        kept = (f"the last good checkpoint {good} is intact" if good
+                else "no checkpoint was written yet")
+        raise pretraining_reader.DataError(
+            f"{shard} ({self.flag}) {problem}; training stopped after step {self.step} and "
+            f"{kept}: rebuild the data (rerun tools/build_pretraining_data.py with the same "
+            "flags) and run the same command to resume") from None
 
 
 def _log_train(log, log_fn, step, train_steps, interval, steps, seconds, global_batch,
