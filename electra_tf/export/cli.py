@@ -9,13 +9,18 @@ the label names recorded there.
         [--quantize=none,float16,dynamic,int8] [--max_seq_length=128] [--version=N]
 
 Bad input (no checkpoint, a vocabulary that does not fit, unknown choices, an existing
-version) prints one line and exits with status 2; nothing is left half-written.
+version, a --name that is not one file name, an --output that is a file or cannot be
+written, a disk that fills up during the export) prints one line and exits with status 2;
+nothing is left half-written. The flags and the output are checked before the model is
+loaded. SIGINT and SIGTERM stop the export with one line (exit 130, 143) after its
+temporaries are removed; a SIGKILLed export's temporaries are removed by the next export
+into the same --output (docs/architecture.md, "Export").
 """
 
 from __future__ import annotations
 
 import json
-import os
+import signal
 import sys
 
 from absl import flags, logging
@@ -51,28 +56,37 @@ flags.DEFINE_bool("strict", True, "Refuse to publish when a variant misses its v
                   "floor.")
 
 
+def _stop_on_sigterm(signum, frame):
+    del frame
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    raise _Stopped(signum)
+
+
+class _Stopped(BaseException):
+    """SIGTERM as an exception, so that the export's `finally` blocks remove temporaries."""
+
+
 def main(argv):
     """Runs one export from flags; bad input -> one line on stderr, exit 2."""
     del argv
     logging.set_verbosity(logging.WARNING)  # TF's per-function save chatter hides the result
-    from electra_tf.export.choices import check_choices  # pylint: disable=import-outside-toplevel
+    from electra_tf.export import choices  # pylint: disable=import-outside-toplevel
     from electra_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
     from electra_tf.export.source import ExportError, load_export_source  # pylint: disable=import-outside-toplevel
     from electra_tf.model_dir import ModelDirError  # pylint: disable=import-outside-toplevel
     from electra_tf.text.vocab import VocabError  # pylint: disable=import-outside-toplevel
 
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         for flag in ("model_dir", "output"):
             if not getattr(FLAGS, flag):
                 raise ExportError(f"--{flag} is required")
-        # Cheap checks before the model is loaded.
-        check_choices(FLAGS.format, FLAGS.quantize, FLAGS.tflite_inputs)
-        if FLAGS.version is not None:
-            for base in (FLAGS.name, f"{FLAGS.name}.tflite"):
-                path = os.path.join(FLAGS.output, base, str(FLAGS.version))
-                if os.path.exists(path):
-                    raise ExportError(f"{path} already exists; pass another --version or leave "
-                                      "it out to take the next free one")
+        # Cheap checks before the model is loaded: flags, then where the export will go.
+        formats, _, _ = choices.check_choices(FLAGS.format, FLAGS.quantize,
+                                              FLAGS.tflite_inputs)
+        choices.check_counts(FLAGS.version, FLAGS.num_examples, FLAGS.max_seq_length)
+        choices.check_output(FLAGS.output, FLAGS.name, formats)
+        choices.check_version_free(FLAGS.output, FLAGS.name, FLAGS.version)
         from electra_tf.export.pipeline import export_all  # pylint: disable=import-outside-toplevel
 
         source = load_export_source(FLAGS.model_dir, vocab=FLAGS.vocab,
@@ -86,6 +100,18 @@ def main(argv):
     except (ExportError, ModelDirError, ConfigError, VocabError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        # A path the export reads or writes that the system refuses (permissions, a
+        # directory where a file belongs): the path and the reason, not a traceback.
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; check that path and run again (nothing was "
+              "published)", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, _Stopped) as e:
+        signum = e.args[0] if isinstance(e, _Stopped) else signal.SIGINT
+        print(f"error: stopped by {signal.Signals(signum).name}; nothing was published "
+              "(temporaries removed)", file=sys.stderr)
+        sys.exit(128 + int(signum))
     print(json.dumps({"paths": report["paths"], "passed": report["passed"],
                       "task": report["task"]}))
 

@@ -146,8 +146,13 @@ def export_saved_model(model, tokenizer, output_dir: str, *, name: str = "electr
 
 
 def prepare_version_dir(output_dir: str, name: str, version: Optional[int]):
-    """(final version dir, temporary dir beside it); refuses an existing version."""
-    base = os.path.join(output_dir, name)
+    """(final version dir, temporary dir beside it); refuses a `name` that is not one file
+    name and an existing version, and removes the temporaries of dead exports there."""
+    from electra_tf.export.choices import check_name  # pylint: disable=import-outside-toplevel
+    from electra_tf.files import remove_stale_temporaries  # pylint: disable=import-outside-toplevel
+
+    base = os.path.join(output_dir, check_name(name))
+    remove_stale_temporaries(base)
     if version is None:
         version = next_version([base])
     final_dir = os.path.join(base, str(int(version)))

@@ -114,7 +114,12 @@ def checkpoint_head_width(checkpoint: str) -> Optional[int]:
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    shapes = dict(tf.train.list_variables(checkpoint))
+    try:
+        shapes = dict(tf.train.list_variables(checkpoint))
+    except (tf.errors.OpError, OSError, ValueError, IndexError):
+        # A damaged checkpoint: the model dir's loader reports it (or falls back to an
+        # intact older one, docs/architecture.md "The checkpoint"); nothing to compare here.
+        return None
     shape = shapes.get(_HEAD_BIAS_KEY)
     return int(shape[0]) if shape else None
 
@@ -148,7 +153,11 @@ def load_export_source(model_dir: str, *, vocab: Optional[str] = None,
     from electra_tf import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
     from electra_tf.text.tokenizer import ElectraTokenizer  # pylint: disable=import-outside-toplevel
 
-    opened = model_dir_lib.open_model_dir(model_dir, vocab=vocab)
+    # The checkpoint is chosen (and a damaged newest one skipped with one warning) by the
+    # loader below, which opens the dir again: not here too, or the warning would repeat.
+    opened = model_dir_lib.open_model_dir(model_dir, vocab=vocab, require_checkpoint=False)
+    if opened.checkpoint is None:
+        model_dir_lib.open_model_dir(model_dir, vocab=vocab)  # the loader's own refusal
     cfg = opened.config
     info = model_dir_lib.read_finetune_info(model_dir)
     info_path = os.path.join(model_dir, model_dir_lib.FINETUNE_FILE)

@@ -10,6 +10,8 @@ constructor arguments), so it saves, loads and round-trips like one.
 
 import keras
 import keras_hub
+import numpy as np
+import tensorflow as tf
 
 from electra_tf.modeling.activations import gelu_exact
 from electra_tf.modeling.dropout import use_fast_dropout_in_transformer_layer
@@ -139,6 +141,10 @@ class ElectraEncoder(keras_hub.models.Backbone):
         self.initializer_range = initializer_range
         self.layer_norm_epsilon = layer_norm_epsilon
 
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        check_input_ids(inputs, self)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
     @classmethod
     def from_electra_config(cls, config, network="discriminator", embeddings=None, **kwargs):
         """The discriminator's or the generator's encoder at the sizes of an `ElectraConfig`.
@@ -185,9 +191,82 @@ class ElectraEncoder(keras_hub.models.Backbone):
         return config
 
 
+def _first_outside(values: np.ndarray, low: int, high: int):
+    """(value, index tuple) of the first entry outside [low, high), or None."""
+    bad = (values < low) | (values >= high)
+    if not bad.any():
+        return None
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    return int(values[where]), where
+
+
+def check_input_ids(inputs, encoder) -> None:
+    """Refuses ids the model has no embedding for, when called eagerly on concrete values.
+
+    The embedding lookup (`keras.ops.take`) reads a negative id from the end of the table
+    (-1 is the last word piece), and on accelerators an id past the end reads zeros, so
+    such ids would give plausible-looking outputs. Only the eager API path is checked (a
+    direct `model(inputs)` call on arrays or eager tensors): inside `tf.function`,
+    `predict`, SavedModel and TFLite tracing the check is skipped and costs nothing
+    (docs/architecture.md, "Model").
+
+    Args:
+        inputs: the model's inputs, a dict with `token_ids` and `segment_ids` (others are
+            left to Keras).
+        encoder: the `ElectraEncoder` whose sizes bound the ids.
+
+    Raises:
+        ValueError: naming the bad id, its [row, column] and the valid range.
+
+    Example:
+
+    >>> encoder = ElectraEncoder(vocab_size=100, embedding_size=16, hidden_size=32,
+    ...                          num_layers=1, num_heads=2, intermediate_size=64)
+    >>> ids = np.array([[2, 7, -1, 3]], "int32")
+    >>> check_input_ids({"token_ids": ids, "segment_ids": 0 * ids}, encoder)
+    Traceback (most recent call last):
+    ...
+    ValueError: token_ids[0, 2] = -1 is not a token id of this model: valid ids are 0..99 ...
+    """
+    if not isinstance(inputs, dict) or not tf.executing_eagerly():
+        return
+    checks = (("token_ids", encoder.vocab_size, "token id", "vocab_size", "use ids of the "
+               "model's vocab.txt (its tokenizer's encode gives them)"),
+              ("segment_ids", encoder.type_vocab_size, "segment id", "type_vocab_size",
+               "use 0 for the first segment and 1 for the second"))
+    for key, size, what, config_key, fix in checks:
+        values = inputs.get(key)
+        if values is None or isinstance(values, keras.KerasTensor):
+            continue
+        if tf.is_tensor(values) or isinstance(values, tf.RaggedTensor):
+            if not hasattr(values, "_numpy"):
+                continue  # symbolic, ragged or sparse: nothing concrete to check here
+            values = values.numpy()
+        values = np.asarray(values)
+        if values.ndim != 2:
+            continue  # Keras reports the shape itself
+        found = _first_outside(values, 0, size)
+        if found is not None:
+            value, where = found
+            raise ValueError(
+                f"{key}[{', '.join(map(str, where))}] = {value} is not a {what} of this "
+                f"model: valid ids are 0..{size - 1} ({config_key} {size}); {fix}")
+        if key == "token_ids" and values.shape[1] > encoder.max_position_embeddings:
+            raise ValueError(
+                f"token_ids has {values.shape[1]} positions but the model takes at most "
+                f"{encoder.max_position_embeddings} (max_position_embeddings); truncate "
+                "the input")
+
+
 class EncoderHeadConfig:
     """`from_config` for models made of an `encoder` plus a head (discriminator, task models):
-    the encoder is stored as its own serialized config and rebuilt first."""
+    the encoder is stored as its own serialized config and rebuilt first. Their eager calls
+    check the input ids as the encoder's do (`check_input_ids`): the functional graph they
+    are built from runs the encoder's layers, not the encoder's own `call`."""
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        check_input_ids(inputs, self.encoder)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     @classmethod
     def from_config(cls, config):
