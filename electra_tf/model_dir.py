@@ -83,6 +83,8 @@ def read_config(model_dir: str) -> config_lib.ElectraConfig:
 
     Args:
       model_dir: a directory written by `electra_tf.train`.
+      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
+        see `open_model_dir`).
     """
     if not os.path.isdir(model_dir):
         raise ModelDirError(f"model dir {model_dir!r} is not a directory; pass the --model_dir "
@@ -604,19 +606,21 @@ def _restore(root, model_dir: str, checkpoint: str, what: str) -> str:
                         "restore the model dir from a copy or train again")
 
 
-def load_pretrainer(model_dir: str):
+def load_pretrainer(model_dir: str, *, vocab: Optional[str] = None):
     """Rebuilds the ElectraPretrainer of a training run with its latest weights.
 
     Args:
       model_dir: a directory written by `electra_tf.train` (config.yaml, vocab.txt, ckpt-N).
+      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
+        see `open_model_dir`).
     """
-    opened = open_model_dir(model_dir)
+    opened = open_model_dir(model_dir, vocab=vocab)
     model = build_pretrainer(opened.config, opened.tokens)
     _restore(model, opened.path, opened.checkpoint, "pretrainer")
     return model
 
 
-def load_discriminator(model_dir: str):
+def load_discriminator(model_dir: str, *, vocab: Optional[str] = None):
     """The trained discriminator of a run, built alone (no generator is constructed).
 
     Inputs `token_ids`, `segment_ids`, `padding_mask` (int32 [B, S]) -> per-token
@@ -625,6 +629,8 @@ def load_discriminator(model_dir: str):
 
     Args:
       model_dir: a directory written by `electra_tf.train`.
+      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
+        see `open_model_dir`).
     """
     import keras
     import tensorflow as tf
@@ -632,7 +638,7 @@ def load_discriminator(model_dir: str):
     from electra_tf.modeling.discriminator import ElectraDiscriminator
     from electra_tf.modeling.encoder import ElectraEncoder
 
-    opened = open_model_dir(model_dir)
+    opened = open_model_dir(model_dir, vocab=vocab)
     cfg = opened.config
     if cfg.model.embedding_sharing == "gdes" and cfg.objective.kind == "electra":
         # The discriminator's word table is the generator's plus a delta: it cannot exist
@@ -698,13 +704,15 @@ def build_task_model_from_dir(model_dir: str, cfg=None, info=None):
     return build_task_model(cfg, info["kind"], max(1, len(info["labels"])))
 
 
-def load_task_model(model_dir: str):
+def load_task_model(model_dir: str, *, vocab: Optional[str] = None):
     """A fine-tuned model with its best weights; returns (model, finetune info).
 
     Args:
       model_dir: a directory written by `electra_tf.finetune`.
+      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
+        see `open_model_dir`).
     """
-    opened = open_model_dir(model_dir)
+    opened = open_model_dir(model_dir, vocab=vocab)
     info = read_finetune_info(model_dir)
     if info is None:
         raise ModelDirError(f"{model_dir} has no {FINETUNE_FILE}: it is a pretraining model "

@@ -17,7 +17,7 @@ def test_train_step_benchmark_runs_the_trainers_step():
     # The timed function is PretrainingStep.train_loop, the one trainer.train runs.
     assert "PretrainingStep" in source and ".train_loop(" in source
     from electra_tf.training import trainer
-    assert "pretraining_step.train_loop(" in inspect.getsource(trainer.train)
+    assert "pretraining_step.train_loop(" in inspect.getsource(trainer._train_locked)
 
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(

@@ -660,3 +660,24 @@ def test_finetune_override_that_would_be_ignored_is_refused(trained, tmp_path):
         f"--override model.vocab_size=3000: model.vocab_size is set from the vocabulary, and "
         f"{trained['vocab']} has 64 tokens; drop the override")
     assert not os.path.exists(out)
+
+
+def test_loaders_take_a_vocab_beside_the_model_dir(trained, tmp_path):
+    """A model dir without its vocab.txt loads with `vocab=` (export --vocab), and without it
+    the refusal names the missing file."""
+    import electra_tf
+    from electra_tf import model_dir as model_dir_lib
+
+    model_dir = copy_run(trained, tmp_path)
+    vocab = str(tmp_path / "elsewhere.txt")
+    shutil.move(os.path.join(model_dir, "vocab.txt"), vocab)
+    with pytest.raises(model_dir_lib.ModelDirError) as e:
+        electra_tf.load_discriminator(model_dir)
+    assert "vocab.txt" in str(e.value) and "\n" not in str(e.value)
+    discriminator = electra_tf.load_discriminator(model_dir, vocab=vocab)
+    pretrainer = electra_tf.load_pretrainer(model_dir, vocab=vocab)
+    ids = np.array([[2, 5, 6, 7, 3]], dtype="int32")
+    batch = {"token_ids": ids, "segment_ids": np.zeros_like(ids),
+             "padding_mask": np.ones_like(ids)}
+    np.testing.assert_allclose(np.asarray(discriminator(batch)),
+                               np.asarray(pretrainer.discriminator(batch)), atol=1e-6)
