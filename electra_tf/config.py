@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from typing import Any, Optional
@@ -237,6 +238,13 @@ def validate(cfg: ElectraConfig, source: str = "config") -> ElectraConfig:
 
     def fail(key, value, allowed):
         raise ConfigError(f"{source}: {key}={value!r} is invalid; allowed: {allowed}")
+
+    # NaN compares false with everything, so it would slip past every range check below.
+    for section in dataclasses.fields(cfg):
+        for field in dataclasses.fields(getattr(cfg, section.name)):
+            value = getattr(getattr(cfg, section.name), field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"{section.name}.{field.name}", value, "a finite number")
 
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(cfg, section), key)

@@ -104,6 +104,10 @@ def _write(tmp_path, text):
         ("training:\n  mixed_precision: fp8\n", "training.mixed_precision"),
         ("training:\n  batch_size: 0\n", "training.batch_size"),
         ("model: [1, 2]\n", "model"),
+        # NaN and infinity compare false with every bound: refused by name.
+        ("optimizer:\n  learning_rate: .nan\n", "optimizer.learning_rate=nan"),
+        ("optimizer:\n  learning_rate: .inf\n", "optimizer.learning_rate=inf"),
+        ("objective:\n  temperature: .nan\n", "objective.temperature=nan"),
     ],
 )
 def test_rejections_name_key_file_and_allowed(tmp_path, text, must_name):

@@ -518,3 +518,30 @@ def test_interrupt_is_one_line(tmp_path, ws):
     _one_line_error((proc.returncode, proc.stdout, lines), "build_vocab", "interrupted",
                     str(out), status=130)
     assert os.listdir(tmp_path) == []
+
+
+# --- Found by a fresh-eyes review --------------------------------------------------------------
+
+
+def test_absurd_vocab_size_is_refused_before_learning(tmp_path, ws):
+    """--vocab_size=1e9 used to pad for ever with [unusedN] lines; 2e6 wrote 30 MB of them."""
+    from electra_tf.text import vocab_learning
+
+    out = str(tmp_path / "vocab.txt")
+    with pytest.raises(vocab_learning.VocabError, match=r"vocab_size=1000000000 is above "
+                                                        r"1,000,000"):
+        vocab_learning.build_vocab_file(out, 1_000_000_000, inputs=ws["text"])
+    with pytest.raises(vocab_learning.VocabError, match="above 1,000,000"):
+        vocab_learning.learn_vocab(["北京 是 中国 的 首都"], vocab_learning.MAX_VOCAB_SIZE + 1)
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("tool", [BUILD_VOCAB, BUILD_DATA])
+def test_empty_input_flag_is_not_the_embedded_corpus(tmp_path, ws, tool):
+    """`--input=$UNSET` is a mistake, not a request for the embedded corpus."""
+    out = tmp_path / "out"
+    args = ([f"--output={out}", "--vocab_size=300"] if tool == BUILD_VOCAB else
+            [f"--vocab={ws['vocab']}", f"--output_dir={out}"])
+    status, _, lines = _run(tool, "--input= ", *args, timeout=120)
+    assert status == 2 and len(lines) == 1 and "--input is empty" in lines[0], lines
+    assert not out.exists()

@@ -240,7 +240,13 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(sentiment, tmp_p
     assert sorted(os.listdir(finetuned)) == before
     for bad, match in ((dict(seeds=(-1,)), "non-negative"), (dict(warmup_fraction=-0.1),
                        "warmup_fraction"), (dict(epochs=0), "--epochs=0"),
-                       (dict(strategy="multi_worker_mirrored"), "not supported")):
+                       (dict(strategy="multi_worker_mirrored"), "not supported"),
+                       (dict(seeds=(1, 1)), "repeats a seed"),
+                       (dict(learning_rate=float("nan")), "positive finite"),
+                       (dict(learning_rate=float("inf")), "positive finite"),
+                       (dict(layerwise_lr_decay=-1.0), "in (0, 1]"),
+                       (dict(layerwise_lr_decay=0.0), "in (0, 1]"),
+                       (dict(weight_decay=-1.0), "non-negative")):
         _refused(lambda: run_finetuning(_options(data, out, vocab, **bad), **quiet), match, out)
 
 

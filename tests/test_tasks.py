@@ -322,6 +322,16 @@ def test_malformed_lines(tmp_path):
     write(tmp_path / "j", "dev.jsonl", '"just a string"\n')
     refusal(f"{tmp_path}/j/dev.jsonl:1", "a JSON string, not an object", task="classification",
             data_dir=str(tmp_path / "j"), train_file="dev.jsonl")
+    # A list or an object where text or a label belongs (str() would make a class of it).
+    write(tmp_path / "j", "dev.jsonl", '{"text": "a", "label": 1}\n')
+    for bad, kind in (('["x"]', "a list"), ('{"a": 1}', "an object")):
+        write(tmp_path / "j", "train.jsonl",
+              '{"text": "好", "label": 1}\n{"text": "b", "label": %s}\n' % bad)
+        refusal(f"{tmp_path}/j/train.jsonl:2", f"'label' (label_column) is {kind}, not text",
+                task="classification", data_dir=str(tmp_path / "j"))
+    write(tmp_path / "j", "train.jsonl", '{"text": ["好"], "label": 1}\n')
+    refusal(f"{tmp_path}/j/train.jsonl:1", "'text' (text_column) is a list",
+            task="classification", data_dir=str(tmp_path / "j"))
     write(tmp_path / "c", "train.txt", "EU B-ORG\nrejects\n")
     write(tmp_path / "c", "dev.txt", "EU B-ORG\n")
     refusal(f"{tmp_path}/c/train.txt:2", "one field 'rejects'", "add the tag or remove the line",

@@ -89,6 +89,10 @@ def main(argv):
               "tools/build_vocab.py)")
     if not FLAGS.output_dir:
         _fail("--output_dir is required: the directory for the shards and dataset.json")
+    if FLAGS.input is not None and not FLAGS.input.strip():
+        # Usually an unset shell variable; the embedded corpus is for no --input at all.
+        _fail("--input is empty; give text files (a glob or comma-separated globs), or leave "
+              "--input out for the embedded corpus")
 
     from electra_tf.text.corpus import (CorpusError, check_inputs, check_text_file,
                                         embedded_corpus_files, expand_inputs,

@@ -53,6 +53,11 @@ def main(argv):
         print("build_vocab: --output is required: the path of the vocab.txt to write",
               file=sys.stderr)
         return 2
+    if FLAGS.input is not None and not FLAGS.input.strip():
+        # Usually an unset shell variable; the embedded corpus is for no --input at all.
+        print("build_vocab: --input is empty; give text files (a glob or comma-separated "
+              "globs), or leave --input out for the embedded corpus", file=sys.stderr)
+        return 2
     from electra_tf.files import default_cache_dir
     from electra_tf.text import corpus, vocab_learning
 

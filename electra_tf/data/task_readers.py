@@ -377,6 +377,14 @@ def read_table(path: str, wanted, header: str = "auto") -> list[tuple]:
                     raise TaskDataError(f"{path}:{line}: no field {short(key)} in this JSON "
                                         f"object (it has {name_list(obj)}); set {option} to "
                                         f"one of them")
+                value = obj[key]
+                # Text, a number or true/false is a value, and null an empty one (that row
+                # is skipped and counted, like an empty CSV field); a list or an object is
+                # neither (str() would silently turn ["x"] into a label "['x']").
+                if isinstance(value, (list, dict)):
+                    kind = "a list" if isinstance(value, list) else "an object"
+                    raise TaskDataError(f"{path}:{line}: field {short(key)} ({option}) is "
+                                        f"{kind}, not text or a number; fix this line")
             out.append((f"{path}:{line}", *(obj[key] for _, key in wanted)))
         return out
     rows = read_delimited(path, "," if fmt == "csv" else "\t", quoting=fmt == "csv")

@@ -77,6 +77,20 @@ def count_words(texts: Iterable[str], lower_case: bool = True,
     return collections.Counter({w.decode("utf-8"): c for w, c in counts.items()})
 
 
+# Far above any published vocabulary (multilingual ones are ~250k): a larger --vocab_size
+# is a typo, and padding to it would write gigabytes of [unusedN] lines.
+MAX_VOCAB_SIZE = 1_000_000
+
+
+def _check_vocab_size(vocab_size: int) -> None:
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise VocabError(f"vocab_size={vocab_size} leaves no room after the "
+                         f"{len(SPECIAL_TOKENS)} special tokens: use a larger vocab_size")
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise VocabError(f"vocab_size={vocab_size} is above {MAX_VOCAB_SIZE:,}; ELECTRA's "
+                         "vocabularies have 30,522 (English) or 21,128 (Chinese) tokens")
+
+
 def learn_vocab(texts: Iterable[str], vocab_size: int, lower_case: bool = True, *,
                 max_lines: Optional[int] = None, max_input_words: int = 200_000,
                 max_unique_chars: int = 1000, pad_to_size: bool = True) -> list[str]:
@@ -112,9 +126,7 @@ def learn_vocab(texts: Iterable[str], vocab_size: int, lower_case: bool = True, 
     """
     from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise VocabError(f"vocab_size={vocab_size} leaves no room after the "
-                         f"{len(SPECIAL_TOKENS)} special tokens: use a larger vocab_size")
+    _check_vocab_size(vocab_size)
     if max_unique_chars < 1:
         raise VocabError(f"max_unique_chars={max_unique_chars} leaves no alphabet: use at "
                          f"least 1 (1000 is the learner's default)")
@@ -296,9 +308,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
     # Everything that can be checked is checked before the learning (minutes on a large
     # corpus) starts: the sizes, the output path, the inputs (docs/architecture.md,
     # "Pretraining data": binary and empty inputs are refused).
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise VocabError(f"vocab_size={vocab_size} leaves no room after the "
-                         f"{len(SPECIAL_TOKENS)} special tokens: use a larger vocab_size")
+    _check_vocab_size(vocab_size)
     for name, value in (("max_lines", max_lines), ("max_input_words", max_input_words),
                         ("max_unique_chars", max_unique_chars)):
         if value is not None and value < 1:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import statistics
 from typing import Callable, Optional, Sequence
@@ -255,6 +256,9 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
     if not options.seeds or any(int(s) < 0 for s in options.seeds):
         raise FinetuneError(f"--seeds={','.join(map(str, options.seeds))}: pass one or more "
                             "non-negative integers, e.g. --seeds=1,2,3")
+    if len(set(int(s) for s in options.seeds)) != len(options.seeds):
+        raise FinetuneError(f"--seeds={','.join(map(str, options.seeds))} repeats a seed; "
+                            "each seed is one run, pass each once")
     if not 0.0 <= options.warmup_fraction <= 1.0:
         raise FinetuneError(f"--warmup_fraction={options.warmup_fraction} must be in [0, 1]")
     if options.strategy == "multi_worker_mirrored":
@@ -264,8 +268,16 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
         value = getattr(options, flag)
         if value is not None and value < 1:
             raise FinetuneError(f"--{flag}={value} must be >= 1")
-    if options.learning_rate is not None and options.learning_rate <= 0:
-        raise FinetuneError(f"--learning_rate={options.learning_rate} must be positive")
+    # `not x > 0` rather than `x <= 0`: NaN must fail too.
+    if options.learning_rate is not None and not (0 < options.learning_rate < math.inf):
+        raise FinetuneError(f"--learning_rate={options.learning_rate} must be a positive "
+                            "finite number")
+    if options.layerwise_lr_decay is not None and not 0 < options.layerwise_lr_decay <= 1:
+        raise FinetuneError(f"--layerwise_lr_decay={options.layerwise_lr_decay} must be in "
+                            "(0, 1] (1: no decay)")
+    if not 0 <= options.weight_decay < math.inf:
+        raise FinetuneError(f"--weight_decay={options.weight_decay} must be a non-negative "
+                            "finite number")
     if options.batch_size < 1:
         raise FinetuneError(f"--batch_size={options.batch_size} must be >= 1")
     data = tasks.load_task_data(
