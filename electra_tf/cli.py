@@ -35,5 +35,12 @@ def flags_parser(prog: str) -> Callable[[list], list]:
 
 
 def run(main: Callable, prog: str) -> None:
-    """`app.run(main)` with `flags_parser(prog)`."""
-    app.run(main, flags_parser=flags_parser(prog))
+    """`app.run(main)` with `flags_parser(prog)`; Ctrl-C before a binary's own handler is
+    installed (e.g. while TensorFlow loads) ends with one line and exit status 130, not a
+    traceback. Nothing is lost: every binary publishes by renaming, so a rerun continues."""
+    try:
+        app.run(main, flags_parser=flags_parser(prog))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (Ctrl-C); run the same command again to continue",
+              file=sys.stderr)
+        sys.exit(130)

@@ -507,6 +507,12 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
     from electra_tf.text import vocab as vocab_lib
 
     check_writable_dir(model_dir)
+    finetuned = os.path.join(model_dir, FINETUNE_FILE)
+    if os.path.isfile(finetuned):
+        # Its checkpoint holds a task model, not a pretrainer: resuming would fail only
+        # after the saved config had been replaced.
+        raise ModelDirError(f"{model_dir} holds a fine-tuned model ({finetuned}); pretrain "
+                            "into another --model_dir")
     saved_vocab = os.path.join(model_dir, VOCAB_FILE)
     if vocab is None:
         if not os.path.isfile(saved_vocab):

@@ -45,3 +45,23 @@ def test_unparsable_flag_value_names_the_flag():
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "--num_gpus=two" in last and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
+    """SIGINT while the binary is still loading TensorFlow (before its own handler)."""
+    import signal
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "electra_tf.train", f"--train_data={tmp_path}/none-*",
+         f"--model_dir={tmp_path / 'run'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # Python and absl are up; TensorFlow is still importing (3 s or more).
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("electra-train: interrupted (Ctrl-C); run the same "
+                                            "command again to continue")
+    assert not (tmp_path / "run").exists()

@@ -681,3 +681,25 @@ def test_loaders_take_a_vocab_beside_the_model_dir(trained, tmp_path):
              "padding_mask": np.ones_like(ids)}
     np.testing.assert_allclose(np.asarray(discriminator(batch)),
                                np.asarray(pretrainer.discriminator(batch)), atol=1e-6)
+
+
+def test_pretraining_into_a_finetuned_dir_changes_nothing(trained, tmp_path):
+    """A fine-tuned dir as --model_dir was refused only after its config.yaml was rewritten."""
+    model_dir = copy_run(trained, tmp_path)
+    info = {"task": "classification", "kind": "classification", "labels": ["负面", "正面"],
+            "max_seq_length": 16}
+    with open(os.path.join(model_dir, "finetune.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, ensure_ascii=False)
+    before = {name: open(os.path.join(model_dir, name), "rb").read()
+              for name in sorted(os.listdir(model_dir))
+              if os.path.isfile(os.path.join(model_dir, name))}
+    rc, _, err = run_binary(binary_args(trained["data"], model_dir, trained["vocab"],
+                                        "--train_steps=10"), timeout=TIMEOUT)
+    assert rc == 2
+    assert error_line(err) == (f"{model_dir} holds a fine-tuned model "
+                               f"({model_dir}/finetune.json); pretrain into another "
+                               "--model_dir")
+    after = {name: open(os.path.join(model_dir, name), "rb").read()
+             for name in sorted(os.listdir(model_dir))
+             if os.path.isfile(os.path.join(model_dir, name))}
+    assert after == before
