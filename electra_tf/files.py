@@ -123,13 +123,18 @@ def remove_stale_temporaries(directory: str) -> list[str]:
         if not match or int(match.group(1)) == os.getpid() or process_alive(int(match.group(1))):
             continue
         path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        remove_path(path)
         removed.append(path)
     return removed
+
+
+def remove_path(path: str) -> None:
+    """Removes a file, link or folder tree at `path`, ignoring what is already gone."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def default_cache_dir() -> str:

@@ -25,7 +25,6 @@ import glob
 import json
 import os
 import re
-import shutil
 from typing import Optional
 
 from electra_tf import config as config_lib
@@ -431,11 +430,7 @@ def remove_stale_temporaries(model_dir: str) -> list[str]:
             if not _TF_TEMPORARY.match(name):
                 continue
             path = os.path.join(folder, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
+            files.remove_path(path)
             removed.append(path)
     return removed
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import codecs
 import collections
+import contextlib
 import glob as glob_lib
 import gzip
 import hashlib
@@ -225,6 +226,21 @@ def _read_error(path: str, e: BaseException) -> CorpusError:
                        f"readable and (for .gz) is complete gzip")
 
 
+@contextlib.contextmanager
+def _reading(path: str):
+    """Turns a failure to read `path` (local, gzip or remote) into one CorpusError line."""
+    try:
+        yield
+    except CorpusError:
+        raise
+    except (OSError, EOFError, zlib.error) as e:
+        raise _read_error(path, e) from None
+    except Exception as e:  # tf.errors.OpError from remote file systems.
+        if type(e).__module__.startswith("tensorflow"):
+            raise _read_error(path, e) from None
+        raise
+
+
 def check_text_file(path: str) -> bool:
     """Refuses a file that is not UTF-8 text; tells whether it holds any text.
 
@@ -258,29 +274,20 @@ def check_text_file(path: str) -> bool:
     ...
     electra_tf.text.corpus.CorpusError: input file ... holds NUL bytes ...
     """
-    try:
-        with _open_binary(path) as f:
-            sample = f.read(SNIFF_BYTES)
-            at_eof = len(sample) < SNIFF_BYTES
-            reason = _non_text_reason(sample, at_eof)
-            if reason:
-                raise CorpusError(f"input file {path} {reason}")
-            if sample.decode("utf-8", errors="replace").strip():
+    with _reading(path), _open_binary(path) as f:
+        sample = f.read(SNIFF_BYTES)
+        at_eof = len(sample) < SNIFF_BYTES
+        reason = _non_text_reason(sample, at_eof)
+        if reason:
+            raise CorpusError(f"input file {path} {reason}")
+        if sample.decode("utf-8", errors="replace").strip():
+            return True
+        while not at_eof:  # A blank start: read on until some text (or the end).
+            chunk = f.read(1 << 20)
+            at_eof = not chunk
+            if chunk.decode("utf-8", errors="replace").strip():
                 return True
-            while not at_eof:  # A blank start: read on until some text (or the end).
-                chunk = f.read(1 << 20)
-                at_eof = not chunk
-                if chunk.decode("utf-8", errors="replace").strip():
-                    return True
-            return False
-    except CorpusError:
-        raise
-    except (OSError, EOFError, zlib.error) as e:
-        raise _read_error(path, e) from None
-    except Exception as e:  # tf.errors.OpError from remote file systems.
-        if type(e).__module__.startswith("tensorflow"):
-            raise _read_error(path, e) from None
-        raise
+        return False
 
 
 def describe_files(paths: Sequence[str], limit: int = 3) -> str:
@@ -349,29 +356,22 @@ def iter_documents(path: str, blank_lines_separate_docs: bool = True,
     empty_separators = 0
     yielded = 0
     check_text_file(path)  # Binary or non-UTF-8 files are refused, not read as text.
-    try:
-        with _open_binary(path) as f:
-            # None marks the end of the file, which ends the last document too.
-            for line in itertools.chain(_decoded_lines(f, stats), [None]):
-                if line:
-                    document.append(line)
-                    continue
-                if line == "" and not blank_lines_separate_docs:
-                    continue
-                if document:
-                    stats["documents"] += 1
-                    stats["lines"] += len(document)
-                    yielded += 1
-                    yield document
-                    document = []
-                elif line == "":
-                    empty_separators += 1
-    except (OSError, EOFError, zlib.error) as e:
-        raise _read_error(path, e) from None
-    except Exception as e:  # tf.errors.OpError from remote file systems.
-        if type(e).__module__.startswith("tensorflow"):
-            raise _read_error(path, e) from None
-        raise
+    with _reading(path), _open_binary(path) as f:
+        # None marks the end of the file, which ends the last document too.
+        for line in itertools.chain(_decoded_lines(f, stats), [None]):
+            if line:
+                document.append(line)
+                continue
+            if line == "" and not blank_lines_separate_docs:
+                continue
+            if document:
+                stats["documents"] += 1
+                stats["lines"] += len(document)
+                yielded += 1
+                yield document
+                document = []
+            elif line == "":
+                empty_separators += 1
     if yielded == 0:
         stats["empty_files"] += 1
     else:
