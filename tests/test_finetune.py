@@ -210,6 +210,14 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(sentiment, tmp_p
     with open(odd / "dev.csv", "w", encoding="utf-8") as f:
         f.write("review,sentiment\nthe good film,neutral\n")
     _refused(lambda: run_finetuning(_options(str(odd), out, vocab), **quiet), "neutral", out)
+    # Every training example with one label: nothing to learn.
+    one = tmp_path / "one_label"
+    one.mkdir()
+    for name in ("train.csv", "dev.csv"):
+        with open(one / name, "w", encoding="utf-8") as f:
+            f.write("review,sentiment\n" + "".join(f"好电影 {i},正面\n" for i in range(40)))
+    _refused(lambda: run_finetuning(_options(str(one), out, vocab), **quiet),
+             "has a single label '正面'", out)
     # A pretraining model dir whose vocabulary differs from --vocab; and a loaded head with
     # another label count (a fine-tuned 2-label dir used as --init for a 3-label task).
     other = tmp_path / "other_vocab.txt"

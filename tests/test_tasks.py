@@ -352,8 +352,17 @@ def test_missing_columns_name_the_existing_ones(tmp_path):
             "set text_column", task="classification", data_dir=str(tmp_path))
     refusal("no column 'score' (label_column)", "header='no'", task="regression",
             data_dir=str(tmp_path), text_column="review", label_column="score")
-    refusal("no column '5'", "2 columns", task="classification", data_dir=str(tmp_path),
-            header="no", text_column="5", label_column="0")
+    refusal("no column '5'", "2 columns", "use an index below 2", task="classification",
+            data_dir=str(tmp_path), header="no", text_column="5", label_column="0")
+    # header='no' already given with a column name: the fix is an index, not header='no'.
+    message = refusal("no column 'review' (text_column)",
+                      "without a header row, set text_column to a 0-based column index",
+                      task="classification", data_dir=str(tmp_path), header="no",
+                      text_column="review", label_column="0")
+    assert "pass header='no'" not in message
+    # --data_dir naming the train file itself.
+    refusal(f"--data_dir={tmp_path}/train.csv is a file", "--train_file=train.csv",
+            task="classification", data_dir=str(tmp_path / "train.csv"))
     write(tmp_path / "j", "train.json", '{"sentence": "好", "label": 1}\n')
     write(tmp_path / "j", "dev.json", '{"sentence": "好", "label": 1}\n')
     refusal(f"{tmp_path}/j/train.json:1", "no field 'text'", "'sentence', 'label'",

@@ -403,10 +403,16 @@ def read_table(path: str, wanted, header: str = "auto") -> list[tuple]:
         elif _is_index(key) and int(key) < len(first):
             indexes.append(int(key))
         else:
+            if _is_index(key):
+                fix = f"use an index below {len(first)}"
+            elif has_header:
+                fix = (f"set {option} to one of those names, or pass header='no' with a "
+                       f"0-based column index")
+            else:
+                fix = f"without a header row, set {option} to a 0-based column index"
             raise TaskDataError(f"{path}:{first_line}: no column {short(key)} ({option}); "
                                 f"the first row has {len(first)} columns: "
-                                f"{name_list(names)}; set {option} to one of those names, or "
-                                f"pass header='no' with a 0-based column index")
+                                f"{name_list(names)}; {fix}")
     out = []
     for line, fields in rows[1:] if has_header else rows:
         if len(fields) != len(first):

@@ -266,6 +266,10 @@ def load_task_data(task: str, data_dir: str, *, text_column=None, text_pair_colu
         raise TaskDataError(f"{', '.join(given)} only apply to the classification and "
                             f"regression tasks; task {spec.name} has fixed columns: drop "
                             f"{given[0]}, or use task classification/regression for own files")
+    if os.path.isfile(data_dir):
+        raise TaskDataError(f"--data_dir={data_dir} is a file; pass the folder that holds the "
+                            f"train and dev files (and --train_file="
+                            f"{os.path.basename(data_dir)} to name this one)")
     skipped = {"train": 0, "dev": 0}
 
     if spec.name in _GLUE:

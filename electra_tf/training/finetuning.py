@@ -285,6 +285,10 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
         text_pair_column=options.text_pair_column, label_column=options.label_column,
         train_file=options.train_file, dev_file=options.dev_file, header=options.header)
     spec = data.spec
+    if spec.kind == "classification" and len(data.labels) < 2:
+        raise FinetuneError(f"{data.train_file} has a single label {data.labels[0]!r} in "
+                            f"{options.label_column or 'its label column'}; a classifier "
+                            "needs examples of at least two labels (check --label_column)")
     if options.max_train_examples is not None:
         if options.max_train_examples < 1:
             raise FinetuneError(f"--max_train_examples={options.max_train_examples} must be "
