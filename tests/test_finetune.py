@@ -250,6 +250,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(sentiment, tmp_p
                        "warmup_fraction"), (dict(epochs=0), "--epochs=0"),
                        (dict(strategy="multi_worker_mirrored"), "not supported"),
                        (dict(seeds=(1, 1)), "repeats a seed"),
+                       (dict(checkpoint_every=-1), "--checkpoint_every=-1 must be >= 0"),
                        (dict(learning_rate=float("nan")), "positive finite"),
                        (dict(learning_rate=float("inf")), "positive finite"),
                        (dict(layerwise_lr_decay=-1.0), "in (0, 1]"),

@@ -280,6 +280,9 @@ def run_finetuning(options: FinetuneOptions, *, log: Callable = print,
                             "finite number")
     if options.batch_size < 1:
         raise FinetuneError(f"--batch_size={options.batch_size} must be >= 1")
+    if options.checkpoint_every < 0:
+        raise FinetuneError(f"--checkpoint_every={options.checkpoint_every} must be >= 0 "
+                            "(0: checkpoint at epoch ends only)")
     data = tasks.load_task_data(
         options.task, options.data_dir, text_column=options.text_column,
         text_pair_column=options.text_pair_column, label_column=options.label_column,
