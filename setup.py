@@ -26,6 +26,8 @@ setup(
         # TensorFlow, so pinned to the same release.
         "tensorflow-serving-api==2.20.0",
         "pyyaml>=6.0",
+        # HuggingFace checkpoints in and out (tools/convert_checkpoint.py), NumPy mode: no torch.
+        "safetensors>=0.4",
         "tqdm>=4.60",
     ],
     extras_require={
@@ -35,7 +37,8 @@ setup(
         # Reference for benchmarks/corpus_builder.py only; never a runtime dependency.
         "bench": ["tokenizers>=0.20"],
     },
-    scripts=["tools/build_vocab.py", "tools/build_pretraining_data.py"],
+    scripts=["tools/build_vocab.py", "tools/build_pretraining_data.py",
+             "tools/convert_checkpoint.py"],
     entry_points={
         "console_scripts": [
             "electra-train=electra_tf.train:run",

@@ -46,6 +46,14 @@ SHAPE_KEYS = (
     "training.seed_group_size", "data.max_seq_length", "data.lower_case",
 )
 
+# What a converted model dir (tools/convert_checkpoint.py) may still change before its
+# first training run: its checkpoint holds weights only, so only the keys that shape them
+# (and the tokenizer's casing) are fixed.
+WEIGHT_KEYS = tuple(key for key in SHAPE_KEYS if key not in (
+    "optimizer.name", "training.grad_accum_steps", "training.seed_group_size",
+    "data.max_seq_length"))
+CONVERSION_FILE = "conversion.json"
+
 # Files in a model dir that may record the vocabulary's fingerprint (a copy of the data
 # sidecar, or run metadata): when present, their `vocab_hash` must match vocab.txt.
 _HASH_SIDECARS = ("dataset.json", "run.json", "vocab.json")
@@ -117,6 +125,32 @@ def latest_checkpoint(model_dir: str) -> Optional[str]:
 
 
 _CKPT_NUMBER = re.compile(r"-(\d+)$")
+
+
+def is_weights_only(path: str) -> bool:
+    """Whether a checkpoint holds a model's weights and nothing else (no step counter, no
+    optimizer): what the converter writes as ckpt-0.
+
+    Args:
+      path: a checkpoint prefix.
+    """
+    import tensorflow as tf
+
+    names = [name for name, _ in tf.train.list_variables(path)]
+    return not any(name.startswith(("step/", "optimizer/")) for name in names)
+
+
+def _converted_untrained(model_dir: str) -> Optional[dict]:
+    """The conversion record of a converted model dir not trained yet, else None."""
+    path = os.path.join(model_dir, CONVERSION_FILE)
+    latest = latest_checkpoint(model_dir) if os.path.isfile(path) else None
+    if latest is None or not is_weights_only(latest):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def checkpoint_candidates(model_dir: str) -> list[str]:
@@ -340,9 +374,16 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
     cfg.model.vocab_size = len(tokens)
 
     saved_cfg_path = os.path.join(model_dir, CONFIG_FILE)
+    converted = _converted_untrained(model_dir) if os.path.isdir(model_dir) else None
+    if converted is not None and converted.get("generator") == "none":
+        raise ModelDirError(
+            f"{model_dir} holds a discriminator converted without a generator (from "
+            f"{converted.get('source', '?')}); pretraining needs one: convert again with "
+            "--generator_input=GENERATOR or --init_generator=random (fine-tuning and export "
+            "take this dir as it is)")
     if os.path.isfile(saved_cfg_path):
         saved_cfg = config_lib.load_config(saved_cfg_path)
-        for key in SHAPE_KEYS:
+        for key in (WEIGHT_KEYS if converted is not None else SHAPE_KEYS):
             if _get(saved_cfg, key) != _get(cfg, key):
                 raise ModelDirError(
                     f"{saved_cfg_path} has {key}={_get(saved_cfg, key)!r} but this run asks "

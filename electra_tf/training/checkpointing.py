@@ -75,6 +75,9 @@ class TrainCheckpoint:
         self.model_dir = model_dir
         self.is_chief = is_chief
         self.checkpoint = tf.train.Checkpoint(**objects)
+        self._model = objects.get("model")
+        # Set by `restore` when the newest checkpoint held converted weights only.
+        self.initialised_from = None
         self._directory = model_dir if is_chief else os.path.join(
             model_dir, f".worker-{worker_index}-tmp")
         self.manager = tf.train.CheckpointManager(
@@ -106,6 +109,12 @@ class TrainCheckpoint:
             problem = model_dir_lib.checkpoint_problem(path)
             if problem is None:
                 try:
+                    if self._model is not None and model_dir_lib.is_weights_only(path):
+                        # A converted checkpoint (tools/convert_checkpoint.py): the model's
+                        # weights and nothing else. Training starts from them at step 0
+                        # with a fresh optimizer; it is not a resume.
+                        self._initialise_from(path)
+                        return None
                     self._restore_from(path)
                     self._last_good = path
                     return path
@@ -129,6 +138,12 @@ class TrainCheckpoint:
                 "restore the model dir from a copy, or move its ckpt-* and checkpoint files "
                 "out to start over")
         return None
+
+    def _initialise_from(self, path: str) -> None:
+        status = tf.train.Checkpoint(model=self._model).read(path)
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+        self.initialised_from = self._last_good = path
 
     def _restore_from(self, path: str) -> None:
         # Every object we track must be found: a silent partial restore is not a resume.

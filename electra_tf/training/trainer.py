@@ -239,6 +239,9 @@ def _train_locked(cfg, tokens, *, train_data, eval_data, model_dir, strategy, la
     log.truncate_after(start_step)
     if restored:
         log_fn(f"resumed from {restored} at step {start_step}")
+    elif ckpt.initialised_from:
+        log_fn(f"initialised from the converted weights {ckpt.initialised_from}: fresh "
+               "optimizer, step 0")
 
     eval_dataset = make_dataset(eval_data, False) if eval_data else None
     flops_per_example = flops.model_flops_per_sequence(cfg)
