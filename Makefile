@@ -13,7 +13,7 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# setuptools<81: tensorflow-hub (pulled in by tf-models-official) imports pkg_resources.
 	$(PY) -m pip install -q --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench,beam]"
 	touch $(STAMP)
 
 test: $(STAMP)

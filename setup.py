@@ -36,6 +36,10 @@ setup(
         "test": ["pytest>=8", "scikit-learn", "scipy", "seqeval"],
         # Reference for benchmarks/corpus_builder.py only; never a runtime dependency.
         "bench": ["tokenizers>=0.20"],
+        # tools/build_pretraining_data.py --runner=beam (DirectRunner here; Dataflow, Flink or
+        # Spark on a cluster). Optional: constraints.txt holds protobuf, pillow, pyarrow and
+        # python-dateutil at versions it resolves with beside TensorFlow 2.20.
+        "beam": ["apache-beam==2.77.*"],
     },
     scripts=["tools/build_vocab.py", "tools/build_pretraining_data.py",
              "tools/convert_checkpoint.py"],
