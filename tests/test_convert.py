@@ -550,3 +550,56 @@ def test_chinese_bert_vocabulary_tokenizes_like_bert(zh):
     bert_ids = reference.encode(full_width, add_special_tokens=False).ids
     assert [tokens[i] for i in bert_ids] == ["好", "的", "，", "我", "们", "！"]
     assert [tokens[i] for i in ours_ids] == ["好", "的", ",", "我", "们", "!"]
+
+
+def test_gdes_and_mlm_models_export_and_gdes_comes_back_untied(tmp_path):
+    """A GDES model's discriminator table is the generator's plus its delta (no one variable):
+    written so to HuggingFace, and read back (untied) to the same effective weights; an
+    `mlm`-objective model (no replaced-token head) is written as an ElectraModel."""
+    from safetensors.numpy import load_file
+
+    from electra_tf import model_dir as model_dir_lib
+    from electra_tf.convert import exporter, importer
+    from test_export_support import make_model_dir
+
+    gdes = make_model_dir(str(tmp_path / "gdes"), overrides=["model.embedding_sharing=gdes"])
+    model = model_dir_lib.load_pretrainer(gdes)
+    token = model.discriminator_embeddings.token_embedding
+    token.delta.assign(np.random.default_rng(0).normal(0, 0.1, token.delta.shape))
+    import tensorflow as tf
+    tf.train.Checkpoint(model=model).write(os.path.join(gdes, "ckpt-1"))
+    source = token.source.embeddings.numpy()
+    effective = source + token.delta.numpy()
+
+    exporter.to_huggingface(gdes, str(tmp_path / "d"), generator_output=str(tmp_path / "g"),
+                            log=lambda _: None)
+    d = load_file(str(tmp_path / "d" / "model.safetensors"))
+    g = load_file(str(tmp_path / "g" / "model.safetensors"))
+    np.testing.assert_array_equal(d["electra.embeddings.word_embeddings.weight"], effective)
+    np.testing.assert_array_equal(g["electra.embeddings.word_embeddings.weight"], source)
+    with pytest.raises(importer.ConversionError, match="--embedding_sharing=untied"):
+        importer.convert("huggingface", str(tmp_path / "d"), str(tmp_path / "tied"),
+                         generator_input=str(tmp_path / "g"), log=lambda _: None)
+    importer.convert("huggingface", str(tmp_path / "d"), str(tmp_path / "back"),
+                     generator_input=str(tmp_path / "g"), embedding_sharing="untied",
+                     log=lambda _: None)
+    back = model_dir_lib.load_pretrainer(str(tmp_path / "back"))
+    assert model_dir_lib.read_config(str(tmp_path / "back")).model.embedding_sharing == "untied"
+    np.testing.assert_array_equal(
+        back.discriminator_embeddings.token_embedding.embeddings.numpy(), effective)
+    np.testing.assert_array_equal(
+        back.generator_embeddings.token_embedding.embeddings.numpy(), source)
+    ids = np.array([[2, 7, 9, 11, 3, 0]], "int32")
+    batch = _batch(ids, 0 * ids, (ids > 0).astype("int32"))
+    np.testing.assert_allclose(back.discriminator(batch).numpy(),
+                               model.discriminator(batch).numpy(), atol=1e-5)
+
+    mlm = make_model_dir(str(tmp_path / "mlm"), overrides=["objective.kind=mlm"])
+    exporter.to_huggingface(mlm, str(tmp_path / "mlm_hf"), log=lambda _: None)
+    config = json.loads((tmp_path / "mlm_hf" / "config.json").read_text())
+    assert config["architectures"] == ["ElectraModel"]
+    written = load_file(str(tmp_path / "mlm_hf" / "model.safetensors"))
+    assert not [n for n in written if n.startswith("discriminator_predictions")]
+    encoder = model_dir_lib.load_discriminator(mlm)
+    np.testing.assert_array_equal(written["electra.embeddings.word_embeddings.weight"],
+                                  encoder.embeddings.token_embedding.embeddings.numpy())

@@ -61,6 +61,9 @@ flags.DEFINE_string("config", None, "Import from google_tf1: a BERT-style config
                     "num_attention_heads (default: hidden // 64, true of every release).")
 flags.DEFINE_string("generator_config", None, "Import from google_tf1: the generator's "
                     "config JSON.")
+flags.DEFINE_enum("embedding_sharing", "tied", ["tied", "untied"], "Import from huggingface "
+                  "with --generator_input: 'untied' keeps the generator's own embeddings (a "
+                  "model trained with untied or GDES sharing); 'tied' requires them equal.")
 flags.DEFINE_integer("seed", 0, "Initialisation seed of freshly initialised parts.")
 
 
@@ -109,7 +112,8 @@ def main(argv):
                 generator_input=FLAGS.generator_input, vocab=FLAGS.vocab,
                 lower_case=FLAGS.lower_case, init_generator=FLAGS.init_generator,
                 generator_hidden_fraction=FLAGS.generator_hidden_fraction,
-                config=FLAGS.config, generator_config=FLAGS.generator_config, seed=FLAGS.seed)
+                config=FLAGS.config, generator_config=FLAGS.generator_config,
+                embedding_sharing=FLAGS.embedding_sharing, seed=FLAGS.seed)
         elif FLAGS.to == "huggingface":
             exporter.to_huggingface(FLAGS.model_dir, FLAGS.output,
                                     generator_output=FLAGS.generator_output)

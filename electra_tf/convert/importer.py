@@ -107,13 +107,13 @@ def _load_tokens(source: sources.Source, vocab: Optional[str], problems: list):
 
 def read_source(kind: str, path: str, *, generator_input: Optional[str] = None,
                 config: Optional[str] = None, generator_config: Optional[str] = None,
-                problems: list) -> Optional[sources.Source]:
+                untied: bool = False, problems: list) -> Optional[sources.Source]:
     """Reads any source layout into reference names (`sources.SOURCES`)."""
     if kind == "google_tf1":
         return sources.read_google_tf1(path, generator_input, problems, config=config,
                                        generator_config=generator_config)
     if kind == "huggingface":
-        return sources.read_huggingface(path, generator_input, problems)
+        return sources.read_huggingface(path, generator_input, problems, untied=untied)
     if kind == "keras_hub":
         if generator_input:
             problems.append("--generator_input: a keras-hub preset holds no generator; use "
@@ -127,7 +127,7 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
             vocab: Optional[str] = None, lower_case: Optional[bool] = None,
             init_generator: str = "none", generator_hidden_fraction: float = 0.25,
             config: Optional[str] = None, generator_config: Optional[str] = None,
-            seed: int = 0, log=print) -> dict:
+            embedding_sharing: str = "tied", seed: int = 0, log=print) -> dict:
     """Converts one released checkpoint into a model dir at `output`.
 
     Args:
@@ -141,6 +141,9 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
         one (needed to continue pretraining); "none" converts the discriminator alone.
       generator_hidden_fraction: that fresh generator's width relative to the discriminator.
       config, generator_config: BERT-style config JSONs with the head counts (TF1 only).
+      embedding_sharing: "tied" (the reference's default: a separate generator's embeddings
+        must equal the discriminator's) or "untied" (each keeps its own; HuggingFace pairs
+        of a model trained with untied or GDES sharing). A TF1 checkpoint says which itself.
       seed: initialisation seed of any fresh part.
       log: where progress lines go.
 
@@ -156,13 +159,16 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
     from electra_tf import model_dir as model_dir_lib
 
     problems: list[str] = []
+    if embedding_sharing not in ("tied", "untied"):
+        problems.append(f"--embedding_sharing={embedding_sharing!r}: use tied or untied")
     if init_generator not in INIT_GENERATOR:
         problems.append(f"--init_generator={init_generator!r}: use none or random")
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
         problems.append(f"--output={output} already exists and is not an empty directory; "
                         "choose a new model dir (nothing there is touched)")
     source = read_source(kind, path, generator_input=generator_input, config=config,
-                         generator_config=generator_config, problems=problems)
+                         generator_config=generator_config,
+                         untied=embedding_sharing == "untied", problems=problems)
     if source is None:
         raise ConversionError(problems or [f"{path}: nothing could be read"])
     arch = source.arch

@@ -256,7 +256,11 @@ def model_entries(model) -> dict:
     `ElectraDiscriminator` built alone. The word table of a GDES model is not a single
     variable and is handled by the exporter."""
     from electra_tf.modeling.discriminator import ElectraDiscriminator
+    from electra_tf.modeling.encoder import ElectraEncoder
 
+    if isinstance(model, ElectraEncoder):  # an `mlm`-objective model loaded alone
+        return {**_block_entries(EMBEDDINGS, model.embeddings),
+                **encoder_entries(DISCRIMINATOR, model)}
     if isinstance(model, ElectraDiscriminator):
         discriminator, generator, mlm_head = model, None, None
         disc_block = gen_block = model.encoder.embeddings

@@ -169,7 +169,8 @@ def _check_same(name: str, ours, theirs, where: str, problems: list) -> None:
         diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
         problems.append(f"{where}: {name} differs from the discriminator's (max |diff| "
                         f"{diff:.3g}); a generator trained with this discriminator shares its "
-                        "embeddings: it is from a different model")
+                        "embeddings: it is from a different model (or one trained with separate "
+                        "embeddings: then pass --embedding_sharing=untied)")
 
 
 # --- HuggingFace ---------------------------------------------------------------------------
@@ -185,10 +186,12 @@ def _hf_dir(path: str, flag: str, problems: list) -> Optional[str]:
     return path
 
 
-def read_huggingface(path: str, generator_path: Optional[str],
-                     problems: list) -> Optional[Source]:
+def read_huggingface(path: str, generator_path: Optional[str], problems: list, *,
+                     untied: bool = False) -> Optional[Source]:
     """An `ElectraForPreTraining` (or `ElectraModel`) directory, and optionally the matching
-    `ElectraForMaskedLM` generator directory."""
+    `ElectraForMaskedLM` generator directory. With `untied`, the generator keeps its own
+    embeddings (a model trained with `untied` or `gdes` sharing); else they must equal the
+    discriminator's."""
     directory = _hf_dir(path, "--input", problems)
     if directory is None:
         return None
@@ -226,6 +229,7 @@ def read_huggingface(path: str, generator_path: Optional[str],
     except (KeyError, TypeError, ValueError) as e:
         problems.append(f"{directory}/config.json: missing or bad size key ({e})")
         return None
+    arch.untied_generator_embeddings = bool(untied and gen_tensors is not None)
     arch.discriminator_head = (archs[0] != "ElectraModel"
                                or "discriminator_predictions.dense.weight" in tensors)
     reference = huggingface.to_reference(tensors, arch, "discriminator",
