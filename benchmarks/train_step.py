@@ -53,6 +53,10 @@ flags.DEFINE_enum("which", "both", ["both", "ours", "mg"], "Which networks to ti
 flags.DEFINE_bool("jit_compile", False, "XLA-compile OURS' forward+backward.")
 flags.DEFINE_integer("intra_threads", 0, "tf.config intra-op threads (0: TF default).")
 flags.DEFINE_integer("inter_threads", 0, "tf.config inter-op threads (0: TF default).")
+flags.DEFINE_bool("accelerator", False, "Run on the GPU/TPU TensorFlow finds (default: the "
+                  "CPU, with GPUs hidden). benchmarks/accelerator.sh sets it.")
+flags.DEFINE_integer("peak_matmul_size", 2048, "Side of the matmuls that measure the peak "
+                     "(2048 saturates a CPU; an accelerator needs 8192).")
 flags.DEFINE_enum("worker", None, ["ours", "mg"], "Internal: run one timing worker.")
 
 
@@ -97,13 +101,13 @@ def _time_steps(step, *args, precision="fp32"):
     dtype = "bfloat16" if precision == "bf16" else "float32"
     for _ in range(FLAGS.warmup_steps):
         np.asarray(step(*args))
-    peaks = [measure_matmul_peak(dtype, size=2048, seconds=2.0)]
+    peaks = [measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0)]
     times = []
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
         np.asarray(step(*args))
         times.append(time.perf_counter() - start)
-    peaks.append(measure_matmul_peak(dtype, size=2048, seconds=2.0))
+    peaks.append(measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0))
     return {"times": times, "peak_flops": float(np.mean(peaks))}
 
 
@@ -142,7 +146,10 @@ def worker_ours():
     build_s = time.perf_counter() - start
     result = _time_steps(step, iterator, one, precision=FLAGS.precision)
     params = int(sum(np.prod(v.shape) for v in state["model"].trainable_variables))
-    return dict(result, first_step_s=build_s, params=params)
+    gpus = tf.config.list_physical_devices("GPU")
+    device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+              if gpus else "CPU")
+    return dict(result, first_step_s=build_s, params=params, device=device)
 
 
 def worker_mg():
@@ -231,8 +238,9 @@ def worker_mg():
 
 
 def _run_worker(which: str, argv) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=REPO_ROOT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+    if not FLAGS.accelerator:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU figures: never a GPU by accident
     if which == "mg":
         env["TF_USE_LEGACY_KERAS"] = "1"
     cmd = [sys.executable, os.path.abspath(__file__), f"--worker={which}"] + argv[1:]
@@ -285,6 +293,8 @@ def main(argv):
         result[f"{w}_first_step_s"] = round(statistics.median(
             r["first_step_s"] for r in runs[w]), 1)
         result[f"{w}_params"] = runs[w][0]["params"]
+        if "device" in runs[w][0]:
+            result[f"{w}_device"] = runs[w][0]["device"]
     if len(which) == 2:
         result["ratio_ours_over_mg"] = round(result["ours_seq_per_s"] / result["mg_seq_per_s"], 3)
     print(json.dumps(result))
