@@ -102,13 +102,30 @@ def _time_steps(step, *args, precision="fp32"):
     for _ in range(FLAGS.warmup_steps):
         np.asarray(step(*args))
     peaks = [measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0)]
-    times = []
+    times, resident = [], [_resident_gib()]
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
         np.asarray(step(*args))
         times.append(time.perf_counter() - start)
+        resident.append(_resident_gib())
+    peak_rss = _peak_resident_gib()  # before the second peak measurement adds its own
     peaks.append(measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0))
-    return {"times": times, "peak_flops": float(np.mean(peaks))}
+    return {"times": times, "peak_flops": float(np.mean(peaks)), "peak_rss_gib": peak_rss,
+            "rss_first_gib": resident[1], "rss_last_gib": resident[-1]}
+
+
+def _resident_gib() -> float:
+    """This process's resident memory now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+
+
+def _peak_resident_gib() -> float:
+    """This process's peak resident memory so far (ru_maxrss, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 def worker_ours():
@@ -293,6 +310,11 @@ def main(argv):
         result[f"{w}_first_step_s"] = round(statistics.median(
             r["first_step_s"] for r in runs[w]), 1)
         result[f"{w}_params"] = runs[w][0]["params"]
+        result[f"{w}_peak_rss_gib"] = round(max(r["peak_rss_gib"] for r in runs[w]), 3)
+        # Growth across the timed steps of a round (first step's resident memory to the
+        # last's): a leak would show here.
+        result[f"{w}_rss_growth_gib"] = round(max(
+            r["rss_last_gib"] - r["rss_first_gib"] for r in runs[w]), 3)
         if "device" in runs[w][0]:
             result[f"{w}_device"] = runs[w][0]["device"]
     if len(which) == 2:
