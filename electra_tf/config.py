@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 import typing
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -376,11 +376,16 @@ def load_config(path: str, overrides=()) -> ElectraConfig:
     return from_dict(data or {}, overrides, source=path)
 
 
-def save_config(cfg: ElectraConfig, path: str) -> None:
+def save_config(cfg: ElectraConfig, path: str, *, unset: Sequence[str] = ()) -> None:
     """Writes the config as YAML atomically (`files.atomic_write`: a temporary name, then a
     rename; on a failure such as a full disk the temporary is removed and `path` is left as
-    it was)."""
+    it was). Keys in `unset` ("section.key") are written as null, so that loading derives
+    them again (e.g. `objective.max_predictions_per_seq` from the sequence length)."""
     from electra_tf import files
 
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    data = cfg.to_dict()
+    for dotted in unset:
+        section, key = dotted.split(".")
+        data[section][key] = None
+    text = yaml.safe_dump(data, sort_keys=False)
     files.atomic_write_text(path, text)

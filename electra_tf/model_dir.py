@@ -143,9 +143,15 @@ def is_weights_only(path: str) -> bool:
 def _converted_untrained(model_dir: str) -> Optional[dict]:
     """The conversion record of a converted model dir not trained yet, else None."""
     path = os.path.join(model_dir, CONVERSION_FILE)
-    latest = latest_checkpoint(model_dir) if os.path.isfile(path) else None
-    if latest is None or not is_weights_only(latest):
+    if not os.path.isfile(path):
         return None
+    # The newest readable checkpoint (a damaged newest one is skipped, as restores do).
+    readable = [p for p in checkpoint_candidates(model_dir) if checkpoint_problem(p) is None]
+    try:
+        if not readable or not is_weights_only(readable[0]):
+            return None
+    except Exception:  # pylint: disable=broad-except
+        return None  # unreadable after all: the restore reports it
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -169,14 +175,23 @@ def checkpoint_candidates(model_dir: str) -> list[str]:
         paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
         if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
             paths.append(state.model_checkpoint_path)
-        paths = [p if os.path.isabs(p) else os.path.join(model_dir, p) for p in paths]
-        return [p for p in reversed(paths) if p]
+        # TF has already joined relative entries to `model_dir`; an absolute entry that is
+        # not there (a directory moved or copied) is looked for beside the index.
+        paths = [_here(model_dir, p) for p in paths if p]
+        return list(reversed(paths))
     if not os.path.isfile(os.path.join(model_dir, "checkpoint")):
         return []
     found = glob.glob(os.path.join(model_dir, "ckpt-*.index"))
     prefixes = [f[:-len(".index")] for f in found]
     prefixes = [p for p in prefixes if _CKPT_NUMBER.search(p)]
     return sorted(prefixes, key=lambda p: int(_CKPT_NUMBER.search(p).group(1)), reverse=True)
+
+
+def _here(model_dir: str, path: str) -> str:
+    local = os.path.join(model_dir, os.path.basename(path))
+    if not os.path.exists(path + ".index") and os.path.exists(local + ".index"):
+        return local
+    return path
 
 
 def _fallback_candidates(model_dir: str) -> list[str]:
@@ -384,11 +399,18 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
     if os.path.isfile(saved_cfg_path):
         saved_cfg = config_lib.load_config(saved_cfg_path)
         for key in (WEIGHT_KEYS if converted is not None else SHAPE_KEYS):
-            if _get(saved_cfg, key) != _get(cfg, key):
+            if key == "generator.hidden_fraction":
+                # What matters is the width it gives (0.333333 and 1/3 give the same).
+                same = saved_cfg.generator_hidden_size() == cfg.generator_hidden_size()
+            else:
+                same = _get(saved_cfg, key) == _get(cfg, key)
+            if not same:
+                what = ("the converted model's sizes cannot change" if converted is not None
+                        else "a resumed run cannot change it")
                 raise ModelDirError(
                     f"{saved_cfg_path} has {key}={_get(saved_cfg, key)!r} but this run asks "
-                    f"for {_get(cfg, key)!r}; a resumed run cannot change it: use a new "
-                    "--model_dir or the saved value")
+                    f"for {_get(cfg, key)!r}; {what}: use a new --model_dir or the saved "
+                    "value")
     if write:
         # Atomic writes: a full disk or a permission error leaves no half-written file.
         target = model_dir

@@ -180,6 +180,11 @@ def test_google_tf1_lands_exactly_and_matches_numpy_forward(converted):
     cfg = model_dir_lib.read_config(converted["model_dir"])
     assert (cfg.model.num_heads, cfg.generator_hidden_size(), cfg.generator_num_heads(),
             cfg.model.max_position_embeddings) == (2, 16, 1, 64)
+    # Derived again from the sequence length of the first run, not frozen at conversion.
+    import yaml
+    with open(os.path.join(converted["model_dir"], "config.yaml"), encoding="utf-8") as f:
+        assert yaml.safe_load(f)["objective"]["max_predictions_per_seq"] is None
+    assert not any("heads assumed" in line for line in converted["lines"])  # --config given
     assert model_dir_lib.is_weights_only(model_dir_lib.latest_checkpoint(converted["model_dir"]))
 
 
@@ -489,6 +494,16 @@ def test_other_bad_inputs_are_refused_with_their_reason(zh, google, tmp_path):
     assert "already exists" in problems("google_tf1", google["prefix"], str(existing),
                                         config=google["config"])
     assert (existing / "keep.txt").read_text() == "mine"
+    # An output under a file: refused before anything is read.
+    assert "which is a file" in problems("google_tf1", google["prefix"],
+                                         str(tmp_path / "notes.txt" / "sub"),
+                                         config=google["config"])
+    # The reference's untied generator embeddings (its own block at the generator's width).
+    untied = dict(tf1_variables(sizes, 4))
+    untied["generator/embeddings/word_embeddings"] = np.zeros((sizes.vocab_size, 16), "f")
+    untied_prefix = write_tf1_checkpoint(str(tmp_path / "untied" / "model.ckpt"), untied)
+    assert "untied_generator_embeddings option" in problems(
+        "google_tf1", untied_prefix, str(tmp_path / "o7"), config=google["config"])
     assert not [p for p in os.listdir(tmp_path) if p.startswith("o") and len(p) == 2]
 
 
@@ -515,6 +530,23 @@ def test_binaries_take_the_converted_dir_as_it_is(converted, tmp_path):
     assert code == 2 and "--output is required" in err
     code, _, err = _run_tool("--from=huggingface", "--to=keras_hub", "--output=x")
     assert code == 2 and "exactly one of --from" in err
+    for flags, word in ((["--to=keras_hub", "--model_dir=m", "--init_generator=random"],
+                         "--init_generator is for --from"),
+                        (["--from=huggingface", "--input=i", "--config=c.json"],
+                         "--config is for --from=google_tf1")):
+        code, _, err = _run_tool(*flags, "--output=x")
+        assert code == 2 and word in err, err
+    # Two outputs, the second impossible: refused first, so neither is written.
+    (tmp_path / "afile").write_text("x")
+    code, _, err = _run_tool("--to=huggingface", f"--model_dir={converted['model_dir']}",
+                             f"--output={tmp_path / 'hf2'}",
+                             f"--generator_output={tmp_path / 'afile' / 'gen'}")
+    assert code == 1 and "which is a file" in err and "Traceback" not in err
+    assert not (tmp_path / "hf2").exists()
+    # A checkpoint given as a model dir: pointed to --from.
+    code, _, err = _run_tool("--to=huggingface", f"--model_dir={tmp_path / 'hf'}",
+                             f"--output={tmp_path / 'hf3'}")
+    assert code == 1 and "import it with --from first" in err
 
 
 def test_chinese_bert_vocabulary_tokenizes_like_bert(zh):
@@ -603,3 +635,64 @@ def test_gdes_and_mlm_models_export_and_gdes_comes_back_untied(tmp_path):
     encoder = model_dir_lib.load_discriminator(mlm)
     np.testing.assert_array_equal(written["electra.embeddings.word_embeddings.weight"],
                                   encoder.embeddings.token_embedding.embeddings.numpy())
+
+
+def test_relative_model_dir_paths_work(converted, tmp_path, monkeypatch):
+    """A model dir named by a relative path (TF's checkpoint state already joins relative
+    entries; joining again pointed at DIR/DIR/ckpt-0) and one moved elsewhere (its
+    `checkpoint` file then names absolute paths that are gone) both load."""
+    import shutil
+
+    from electra_tf import model_dir as model_dir_lib
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(converted["model_dir"], "models/moved")  # absolute entries in the index
+    (tmp_path / "models" / "moved" / "checkpoint").write_text(
+        'model_checkpoint_path: "/nowhere/ckpt-0"\nall_model_checkpoint_paths: "/nowhere/ckpt-0"\n')
+    assert model_dir_lib.checkpoint_candidates("models/moved") == ["models/moved/ckpt-0"]
+    shutil.copytree(converted["model_dir"], "models/rel")
+    assert model_dir_lib.checkpoint_candidates("models/rel") == ["models/rel/ckpt-0"]
+    for name in ("models/rel", "models/moved"):
+        logits = model_dir_lib.load_discriminator(name)(_batch(*_inputs(
+            converted["sizes"].vocab_size)[:3]))
+        assert logits.shape == (3, 12)
+
+
+def test_head_count_guess_is_said_and_a_base_fraction_matches_the_base_config(tmp_path):
+    """Without --config a TF1 conversion says how many heads it assumed; a Base-shaped
+    generator (1/3 width) is written as 0.333333, as configs/electra_base.yaml has it."""
+    from electra_tf import config as config_lib
+    from electra_tf import model_dir as model_dir_lib
+    from electra_tf.convert import importer
+
+    sizes = Sizes(vocab_size=40, embedding_size=24, hidden_size=192, num_layers=1,
+                  num_heads=3, intermediate_size=64, gen_hidden_size=64, gen_num_heads=1,
+                  gen_intermediate_size=256, gen_num_layers=1, max_position_embeddings=32)
+    variables = tf1_variables(sizes, 9)
+    prefix = write_tf1_checkpoint(str(tmp_path / "ckpt" / "model.ckpt"), variables)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"t{i}" for i in range(35)]
+    (tmp_path / "ckpt" / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    lines = []
+    importer.convert("google_tf1", prefix, str(tmp_path / "out"), log=lines.append)
+    assert any("3 attention heads assumed for hidden size 192" in line for line in lines)
+    cfg = model_dir_lib.read_config(str(tmp_path / "out"))
+    assert cfg.generator.hidden_fraction == 0.333333 and cfg.generator_hidden_size() == 64
+    model = model_dir_lib.load_pretrainer(str(tmp_path / "out"))
+    ids = np.array([[2, 7, 30, 39, 11, 3], [2, 5, 6, 3, 0, 0]], "int32")
+    mask = (ids > 0).astype("int32")
+    segments = np.zeros_like(ids)
+    ours = model.discriminator(_batch(ids, segments, mask)).numpy()
+    reference = numpy_discriminator_logits_tf1(variables, ids, segments, mask, 3)
+    assert np.abs(ours - reference)[mask > 0].max() < 1e-4
+    # A run that writes the fraction another way (1/3 in full) is the same model: accepted;
+    # another width is refused.
+    def run_config(fraction):
+        data = cfg.to_dict()
+        data["generator"]["hidden_fraction"] = fraction
+        data["objective"]["max_predictions_per_seq"] = None
+        return config_lib.from_dict(data)
+
+    model_dir_lib.prepare_model_dir(str(tmp_path / "out"), run_config(1 / 3), None, write=False)
+    with pytest.raises(model_dir_lib.ModelDirError, match="converted model's sizes"):
+        model_dir_lib.prepare_model_dir(str(tmp_path / "out"), run_config(0.5), None,
+                                        write=False)

@@ -43,7 +43,8 @@ flags.DEFINE_enum("to", None, ["huggingface", "keras_hub"],
 flags.DEFINE_string("input", None, "Import: the checkpoint (TF1 prefix or directory; HF or "
                     "keras-hub directory).")
 flags.DEFINE_string("generator_input", None, "Import: the generator, when it is a separate "
-                    "checkpoint (HuggingFace ElectraForMaskedLM directory).")
+                    "checkpoint (a HuggingFace ElectraForMaskedLM directory, or a TF1 "
+                    "checkpoint holding generator/*).")
 flags.DEFINE_string("output", None, "Import: the model dir to create. Export: the directory "
                     "to create (the discriminator, or the keras-hub preset).")
 flags.DEFINE_string("generator_output", None, "Export to HuggingFace: also write the "
@@ -86,11 +87,22 @@ def _check_flags():
                 return f"--{name} is for --to (export); with --from use --input and --output"
         if not 0 < FLAGS.generator_hidden_fraction <= 1:
             return "--generator_hidden_fraction must be in (0, 1]"
+        if source != "google_tf1":
+            for name in ("config", "generator_config"):
+                if FLAGS[name].value:
+                    return (f"--{name} is for --from=google_tf1 (a HuggingFace config.json or "
+                            "a keras-hub preset gives the head count itself)")
+        if source != "huggingface" and FLAGS.embedding_sharing != "tied":
+            return "--embedding_sharing=untied is for --from=huggingface with --generator_input"
     else:
         if not FLAGS.model_dir:
             return "--model_dir is required with --to"
-        for name in ("input", "generator_input", "vocab", "config", "generator_config"):
-            if FLAGS[name].value:
+        for name in ("input", "generator_input", "vocab", "config", "generator_config",
+                     "lower_case"):
+            if FLAGS[name].value is not None:
+                return f"--{name} is for --from (import); with --to use --model_dir"
+        for name in ("init_generator", "generator_hidden_fraction", "embedding_sharing"):
+            if FLAGS[name].present:
                 return f"--{name} is for --from (import); with --to use --model_dir"
         if target == "keras_hub" and FLAGS.generator_output:
             return "--generator_output: a keras-hub preset holds the discriminator's encoder only"
@@ -102,9 +114,12 @@ def main(argv):
     problem = _check_flags()
     if problem:
         return _usage_error(problem)
+    from absl import logging
+
     from electra_tf import model_dir as model_dir_lib
     from electra_tf.convert import exporter, importer
 
+    logging.set_verbosity(logging.WARNING)  # no INFO lines from checkpoint saving
     try:
         if FLAGS["from"].value:
             importer.convert(
@@ -128,8 +143,9 @@ def main(argv):
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"{PROG}: {model_dir_lib.output_error(e, path=FLAGS.output)}; nothing was "
-              "written", file=sys.stderr)
+        where = getattr(e, "filename", None) or FLAGS.output
+        print(f"{PROG}: {model_dir_lib.output_error(e, flag='--output', path=where)}; nothing "
+              "was written", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)

@@ -18,7 +18,7 @@ import numpy as np
 
 from electra_tf import files
 from electra_tf.convert import huggingface, layout
-from electra_tf.convert.importer import ConversionError, read_conversion
+from electra_tf.convert.importer import ConversionError, output_problem, read_conversion
 
 TARGETS = ("huggingface", "keras_hub")
 
@@ -39,10 +39,28 @@ def architecture_of(cfg, *, generator: bool) -> layout.Architecture:
         untied_generator_embeddings=generator and m.embedding_sharing != "tied")
 
 
-def load_reference(model_dir: str):
+def _not_a_model_dir(model_dir: str) -> Optional[str]:
+    """Why `model_dir` is a checkpoint to import rather than a model dir, if it is one."""
+    if not os.path.isdir(model_dir) or os.path.isfile(os.path.join(model_dir, "config.yaml")):
+        return None
+    if os.path.isfile(os.path.join(model_dir, huggingface.CONFIG)):
+        kind = "a HuggingFace or keras-hub model"
+    elif any(name.endswith(".index") for name in os.listdir(model_dir)):
+        kind = "a TF checkpoint"
+    else:
+        return None
+    return (f"--model_dir={model_dir} holds {kind}, not a model dir of this project: import "
+            "it with --from first (--from=google_tf1|huggingface|keras_hub --input=... "
+            "--output=MODEL_DIR)")
+
+
+def load_reference(model_dir: str, log=print):
     """(opened model dir, architecture, reference-named tensors) of a model dir."""
     from electra_tf import model_dir as model_dir_lib
 
+    problem = _not_a_model_dir(model_dir)
+    if problem:
+        raise ConversionError([problem])
     opened = model_dir_lib.open_model_dir(model_dir)
     if model_dir_lib.read_finetune_info(model_dir) is not None:
         raise ConversionError([f"{model_dir} holds a fine-tuned task model; convert the "
@@ -51,6 +69,11 @@ def load_reference(model_dir: str):
     cfg = opened.config
     conversion = read_conversion(model_dir) or {}
     with_generator = cfg.objective.kind == "electra" and conversion.get("generator") != "none"
+    trained = not model_dir_lib.is_weights_only(opened.checkpoint)
+    for part in ("generator", "discriminator_head"):
+        if conversion.get(part) == "random" and not trained:
+            log(f"note: the {part.replace('_', ' ')} of {model_dir} was freshly initialised "
+                "by the conversion and has not been trained since")
     if with_generator:
         model = model_dir_lib.load_pretrainer(model_dir)
     else:
@@ -73,25 +96,32 @@ def load_reference(model_dir: str):
 
 
 def _check_output(path: Optional[str], flag: str, problems: list) -> None:
-    if path and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        problems.append(f"{flag}={path} already exists and is not an empty directory; choose "
-                        "a new one (nothing there is touched)")
+    if path:
+        output_problem(path, flag, problems)
 
 
-def _publish(output: str, write) -> None:
-    """Calls `write(tmp_dir)` and renames tmp_dir to `output`; on failure removes it."""
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(output))}.tmp-{os.getpid()}")
-    files.remove_path(tmp)
+def _publish(outputs: dict) -> None:
+    """Writes every output ({path: write(tmp_dir)}) under a temporary name, then renames
+    them all; on any failure removes what it wrote, including outputs already renamed."""
+    staged, published = [], []
     try:
-        os.makedirs(tmp)
-        write(tmp)
-        if os.path.isdir(output):
-            os.rmdir(output)
-        os.rename(tmp, output)
+        for output, write in outputs.items():
+            parent = os.path.dirname(os.path.abspath(output))
+            os.makedirs(parent, exist_ok=True)
+            tmp = os.path.join(parent,
+                               f".{os.path.basename(os.path.abspath(output))}.tmp-{os.getpid()}")
+            files.remove_path(tmp)
+            staged.append(tmp)
+            os.makedirs(tmp)
+            write(tmp)
+        for tmp, output in zip(staged, outputs):
+            if os.path.isdir(output):
+                os.rmdir(output)  # empty (checked before any work)
+            os.rename(tmp, output)
+            published.append(output)
     except BaseException:
-        files.remove_path(tmp)
+        for path in staged + published:
+            files.remove_path(path)
         raise
 
 
@@ -109,7 +139,7 @@ def to_huggingface(model_dir: str, output: str, *, generator_output: Optional[st
         problems.append("--generator_output must differ from --output")
     if problems:
         raise ConversionError(problems)
-    opened, arch, tensors = load_reference(model_dir)
+    opened, arch, tensors = load_reference(model_dir, log)
     if generator_output and arch.generator is None:
         raise ConversionError([f"--generator_output: {model_dir} has no generator (a "
                                "discriminator-only model dir); drop the flag"])
@@ -133,10 +163,12 @@ def to_huggingface(model_dir: str, output: str, *, generator_output: Optional[st
                 files.atomic_write_text(os.path.join(tmp, name), text)
         return write
 
-    _publish(output, writer("discriminator"))
-    log(f"wrote {output} (ElectraForPreTraining)")
+    outputs = {output: writer("discriminator")}
     if generator_output:
-        _publish(generator_output, writer("generator"))
+        outputs[generator_output] = writer("generator")
+    _publish(outputs)
+    log(f"wrote {output} ({'ElectraForPreTraining' if arch.discriminator_head else 'ElectraModel'})")
+    if generator_output:
         log(f"wrote {generator_output} (ElectraForMaskedLM)")
     elif arch.generator is not None:
         log("note: the generator was not written; add --generator_output=DIR for it")
@@ -159,7 +191,7 @@ def to_keras_hub(model_dir: str, output: str, *, seed: int = 0, log=print) -> di
     _check_output(output, "--output", problems)
     if problems:
         raise ConversionError(problems)
-    opened, arch, tensors = load_reference(model_dir)
+    opened, arch, tensors = load_reference(model_dir, log)
     m = opened.config.model
     if m.layer_norm_epsilon != 1e-12:
         raise ConversionError([f"{model_dir}: model.layer_norm_epsilon is "
@@ -176,14 +208,17 @@ def to_keras_hub(model_dir: str, output: str, *, seed: int = 0, log=print) -> di
     from electra_tf.convert.sources import backbone_entries
 
     layout.assign(backbone_entries(backbone), tensors)
+    lower_case = opened.config.data.lower_case
+    # Uncased here also strips accents (BERT's uncased normalisation); keras-hub's
+    # WordPieceTokenizer does that only when asked.
     tokenizer = keras_hub.models.ElectraTokenizer(
-        vocabulary=list(opened.tokens), lowercase=opened.config.data.lower_case)
+        vocabulary=list(opened.tokens), lowercase=lower_case, strip_accents=lower_case)
 
     def write(tmp):
         backbone.save_to_preset(tmp)
         tokenizer.save_to_preset(tmp)
 
-    _publish(output, write)
+    _publish({output: write})
     log(f"wrote {output} (keras-hub ElectraBackbone preset: approximate GELU and an untrained "
         "pooler; use sequence_output)")
     return {"preset": output}

@@ -132,9 +132,9 @@ def read_tensors(directory: str, problems: list) -> Optional[dict]:
             if os.path.isfile(os.path.join(directory, other)):
                 problems.append(
                     f"{directory} has {other} but no {WEIGHTS}: only safetensors is read "
-                    "(no torch here); convert it first, e.g. with transformers: "
-                    "AutoModel.from_pretrained(DIR).save_pretrained(DIR, "
-                    "safe_serialization=True)")
+                    "(no torch here); re-save it with transformers, keeping its class: "
+                    "ElectraForPreTraining.from_pretrained(DIR).save_pretrained(DIR, "
+                    "safe_serialization=True) (ElectraForMaskedLM for a generator)")
                 return None
         problems.append(f"{directory}: no {WEIGHTS}; pass a HuggingFace model directory")
         return None
@@ -169,10 +169,15 @@ def architecture(config: dict, generator_config: Optional[dict] = None,
 
 
 def to_reference(tensors: dict, arch: layout.Architecture, network: str, where: str,
-                 problems: list) -> dict:
-    """HF tensors -> reference-named tensors, transposed; unknown and missing names and
-    wrong shapes are appended to `problems`."""
+                 problems: list, display: Optional[dict] = None) -> dict:
+    """HF tensors -> reference-named tensors, transposed; unknown names are appended to
+    `problems`. `display` (reference name -> "WHERE: HF name") is filled for every expected
+    tensor, so that `layout.check_tensors` reports missing and mis-shaped ones by the names
+    the user's files use."""
     names = name_map(arch, network)
+    if display is not None:
+        display.update({target: f"{where}: {hf_name}"
+                        for hf_name, (target, _) in names.items()})
     out = {}
     for hf_name, value in tensors.items():
         if hf_name in names:
@@ -188,9 +193,6 @@ def to_reference(tensors: dict, arch: layout.Architecture, network: str, where: 
                             "head")
         else:
             problems.append(f"{where}: unknown tensor {hf_name} {list(np.shape(value))}")
-    for hf_name in names:
-        if hf_name not in tensors:
-            problems.append(f"{where}: missing tensor {hf_name}")
     return out
 
 

@@ -31,6 +31,23 @@ class ConversionError(ValueError):
         super().__init__(f"{len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems))
 
 
+def output_problem(path: str, flag: str, problems: list) -> None:
+    """Appends why `path` cannot be created as a new output directory, if it cannot: it
+    exists and is not an empty directory, or it lies under a file."""
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        problems.append(f"{flag}={path} already exists and is not an empty directory; choose "
+                        "a new one (nothing there is touched)")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        problems.append(f"{flag}={path} lies under {parent}, which is a file; choose a path in "
+                        "a directory")
+    elif not os.access(parent, os.W_OK):
+        problems.append(f"{flag}={path}: {parent} is not writable; choose a writable place")
+
+
 def read_conversion(model_dir: str) -> Optional[dict]:
     """The `conversion.json` of a converted model dir, or None."""
     from electra_tf.model_dir import CONVERSION_FILE
@@ -38,8 +55,16 @@ def read_conversion(model_dir: str) -> Optional[dict]:
     path = os.path.join(model_dir, CONVERSION_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConversionError([f"{path} is not readable JSON ({e}); restore it from the "
+                               "conversion or delete it (it only records where the weights "
+                               "came from)"]) from None
+    if not isinstance(record, dict):
+        raise ConversionError([f"{path} is not a JSON object; restore or delete it"])
+    return record
 
 
 def _config_for(arch: layout.Architecture, hyper: dict, lower_case: bool,
@@ -59,7 +84,10 @@ def _config_for(arch: layout.Architecture, hyper: dict, lower_case: bool,
     generator = {}
     if arch.generator is not None:
         g = arch.generator
-        generator = {"hidden_fraction": g.hidden_size / d.hidden_size,
+        fraction = g.hidden_size / d.hidden_size
+        if int(round(d.hidden_size * round(fraction, 6))) == g.hidden_size:
+            fraction = round(fraction, 6)  # 0.333333 as configs/electra_base.yaml writes it
+        generator = {"hidden_fraction": fraction,
                      "num_layers": None if g.num_layers == d.num_layers else g.num_layers}
     try:
         cfg = config_lib.from_dict({"model": model, "generator": generator, "data": data},
@@ -163,16 +191,14 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
         problems.append(f"--embedding_sharing={embedding_sharing!r}: use tied or untied")
     if init_generator not in INIT_GENERATOR:
         problems.append(f"--init_generator={init_generator!r}: use none or random")
-    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
-        problems.append(f"--output={output} already exists and is not an empty directory; "
-                        "choose a new model dir (nothing there is touched)")
+    output_problem(output, "--output", problems)
     source = read_source(kind, path, generator_input=generator_input, config=config,
                          generator_config=generator_config,
                          untied=embedding_sharing == "untied", problems=problems)
     if source is None:
         raise ConversionError(problems or [f"{path}: nothing could be read"])
     arch = source.arch
-    layout.check_tensors(source.tensors, arch, path, problems)
+    layout.check_tensors(source.tensors, arch, path, problems, display=source.display_names)
     tokens = _load_tokens(source, vocab, problems)
     fresh = []
     if arch.generator is None and init_generator == "random":
@@ -189,6 +215,8 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
     cfg = _config_for(arch, source.hyper, lower_case, problems)
     if problems:
         raise ConversionError(problems)
+    for note in source.notes:
+        log(f"note: {note}")
 
     keras.utils.set_random_seed(seed)
     from electra_tf.modeling.discriminator import ElectraDiscriminator
@@ -248,7 +276,9 @@ def _write_model_dir(output: str, cfg, tokens: list, root, record: dict) -> None
     files.remove_path(tmp)
     try:
         os.makedirs(tmp)
-        config_lib.save_config(cfg, os.path.join(tmp, model_dir_lib.CONFIG_FILE))
+        # Derived again from whatever sequence length the first run uses.
+        config_lib.save_config(cfg, os.path.join(tmp, model_dir_lib.CONFIG_FILE),
+                               unset=("objective.max_predictions_per_seq",))
         vocab_lib.write_vocab(tokens, os.path.join(tmp, model_dir_lib.VOCAB_FILE))
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=root), tmp,
                                              max_to_keep=1, checkpoint_name="ckpt")

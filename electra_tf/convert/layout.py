@@ -20,7 +20,9 @@ import numpy as np
 
 # Reference name scopes.
 EMBEDDINGS = "electra/embeddings"
-GENERATOR_EMBEDDINGS = "generator/embeddings"  # the reference's untied-embeddings option
+# A generator's own embedding block: HuggingFace pairs trained with untied or GDES sharing
+# (the reference's untied option, whose block is the generator's width, is not supported).
+GENERATOR_EMBEDDINGS = "generator/embeddings"
 DISCRIMINATOR = "electra"
 GENERATOR = "generator"
 DISC_HEAD = "discriminator_predictions"
@@ -165,8 +167,10 @@ def infer_architecture(shapes: dict, *, num_heads: Optional[int] = None,
     `problems` and returns None when the shapes are not those of an ELECTRA model."""
     word = shapes.get(f"{EMBEDDINGS}/word_embeddings")
     if word is None or len(word) != 2:
-        problems.append(f"no {EMBEDDINGS}/word_embeddings [vocab, embedding] matrix: this is "
-                        "not an ELECTRA (or BERT) checkpoint")
+        scopes = sorted({name.split("/")[0] for name in shapes})[:5]
+        problems.append(f"no {EMBEDDINGS}/word_embeddings [vocab, embedding] matrix (top-level "
+                        f"scopes: {', '.join(scopes) or 'none'}): this is not an ELECTRA "
+                        "checkpoint of the reference code")
         return None
     position = shapes.get(f"{EMBEDDINGS}/position_embeddings", (512, word[1]))
     types = shapes.get(f"{EMBEDDINGS}/token_type_embeddings", (2, word[1]))
@@ -185,16 +189,21 @@ def infer_architecture(shapes: dict, *, num_heads: Optional[int] = None,
 
 
 def check_tensors(tensors: dict, arch: Architecture, where: str, problems: list,
-                  *, ignored=()) -> None:
+                  *, ignored=(), display: Optional[dict] = None) -> None:
     """Appends every missing, unknown or mis-shaped tensor of `tensors` (reference names)
-    against the full list for `arch`; `ignored` names are known extras to skip."""
+    against the full list for `arch`; `ignored` names are known extras to skip; `display`
+    maps reference names to "WHERE: the source's own name" for the messages (shapes are
+    then still the reference's: dense kernels [in, out])."""
     expected = expected_shapes(arch)
+    display = display or {}
     for name, shape in expected.items():
+        label = display.get(name, f"{where}: {name}")
+        suffix = " (as [in, out])" if name in display and name.endswith("kernel") else ""
         if name not in tensors:
-            problems.append(f"{where}: missing {name} {list(shape)}")
+            problems.append(f"{label.replace(': ', ': missing ', 1)} {list(shape)}{suffix}")
         elif tuple(np.shape(tensors[name])) != shape:
-            problems.append(f"{where}: {name} has shape {list(np.shape(tensors[name]))}, "
-                            f"expected {list(shape)}")
+            problems.append(f"{label} has shape {list(np.shape(tensors[name]))}, expected "
+                            f"{list(shape)}{suffix}")
     for name in sorted(set(tensors) - set(expected) - set(ignored)):
         problems.append(f"{where}: unknown variable {name} {list(np.shape(tensors[name]))}")
 

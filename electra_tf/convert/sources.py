@@ -41,6 +41,8 @@ class Source:
     lower_case: Optional[bool] = None
     hyper: dict = dataclasses.field(default_factory=dict)
     ignored: list = dataclasses.field(default_factory=list)
+    display_names: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
 
 
 def _beside(path: str, name: str) -> Optional[str]:
@@ -151,13 +153,25 @@ def read_google_tf1(path: str, generator_path: Optional[str], problems: list, *,
                                 "checkpoint")
     heads = _heads_from_config(config, problems)
     gen_heads = _heads_from_config(generator_config, problems)
+    if any(name.startswith(layout.GENERATOR_EMBEDDINGS + "/") for name in tensors):
+        problems.append(
+            f"{prefix} has {layout.GENERATOR_EMBEDDINGS}/*: the reference's "
+            "untied_generator_embeddings option (the generator's own embedding block at its "
+            "hidden width) is not supported here; only tied embeddings convert from TF1")
+        return None
     arch = layout.infer_architecture({n: np.shape(v) for n, v in tensors.items()},
                                      num_heads=heads, generator_num_heads=gen_heads,
                                      problems=problems)
     if arch is None:
         return None
+    notes = []
+    if heads is None:
+        notes.append(f"{arch.discriminator.num_heads} attention heads assumed for hidden size "
+                     f"{arch.discriminator.hidden_size} (hidden // 64, true of every released "
+                     "ELECTRA); pass --config=CONFIG.json with num_attention_heads if yours "
+                     "differs: a wrong count gives wrong outputs")
     return Source(tensors=tensors, arch=arch, vocab_path=_beside(prefix, "vocab.txt"),
-                  ignored=ignored)
+                  ignored=ignored, notes=notes)
 
 
 def _check_same(name: str, ours, theirs, where: str, problems: list) -> None:
@@ -232,11 +246,12 @@ def read_huggingface(path: str, generator_path: Optional[str], problems: list, *
     arch.untied_generator_embeddings = bool(untied and gen_tensors is not None)
     arch.discriminator_head = (archs[0] != "ElectraModel"
                                or "discriminator_predictions.dense.weight" in tensors)
+    display = {}
     reference = huggingface.to_reference(tensors, arch, "discriminator",
-                                         f"{directory}", problems)
+                                         f"{directory}", problems, display)
     if gen_tensors is not None:
         gen_reference = huggingface.to_reference(gen_tensors, arch, "generator",
-                                                 generator_path, problems)
+                                                 generator_path, problems, display)
         for name, value in gen_reference.items():
             if name in reference:
                 _check_same(name, reference[name], value, generator_path, problems)
@@ -263,7 +278,7 @@ def read_huggingface(path: str, generator_path: Optional[str], problems: list, *
     return Source(tensors=reference, arch=arch,
                   vocab_path=_beside(directory + os.sep, "vocab.txt"),
                   lower_case=lower_case if isinstance(lower_case, bool) else None,
-                  hyper=hyper)
+                  hyper=hyper, display_names=display)
 
 
 # --- keras-hub -----------------------------------------------------------------------------
