@@ -4,6 +4,7 @@
 examples in docstrings run and stay true.
 """
 
+import importlib.util
 import os
 
 # Quiet TensorFlow's start-up chatter; tests and examples run on CPU only.
@@ -18,6 +19,9 @@ import pytest  # noqa: E402
 collect_ignore = ["setup.py", "benchmarks", "tools", "electra_tf/train.py",
                   "electra_tf/demo.py", "electra_tf/finetune.py", "electra_tf/export/cli.py",
                   "electra_tf/export/__main__.py", "electra_tf/export/__init__.py"]
+# Apache Beam is an optional extra (pip install -e .[beam]).
+if importlib.util.find_spec("apache_beam") is None:
+    collect_ignore.append("electra_tf/data/beam_pipeline.py")
 
 
 @pytest.fixture(autouse=True)

@@ -57,7 +57,7 @@ def hf_tokenizer_factory(vocab, lower_case):
     return run
 
 
-def _slice_corpus(directory, megabytes, out_dir):
+def slice_corpus(directory, megabytes, out_dir):
     """First `megabytes` of the corpus, cut at line ends, as files in out_dir."""
     budget = int(megabytes * 1e6)
     paths = []
@@ -76,6 +76,30 @@ def _slice_corpus(directory, megabytes, out_dir):
     return paths
 
 
+def learn_vocab(files, vocab_size, path):
+    """A WordPiece vocabulary of the files, learned by HuggingFace's trainer, written to path.
+
+    The vocabulary only has to be plausible (the benchmarks measure tokenization, packing
+    and writing speed): HF's trainer learns one in seconds, while the project's
+    tensorflow-text learner takes minutes on book text and its alphabet (~8900 tokens with
+    every rare character) exceeds an 8000-token vocabulary.
+
+    Returns:
+        The tokens.
+    """
+    from tokenizers import BertWordPieceTokenizer
+
+    from electra_tf.text.vocab import write_vocab
+
+    trainer = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True,
+                                     strip_accents=True, lowercase=True)
+    trainer.train(files, vocab_size=vocab_size, limit_alphabet=500, show_progress=False,
+                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    vocab = [t for t, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
+    write_vocab(vocab, path)
+    return vocab
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=8.0)
@@ -91,31 +115,19 @@ def main():
 
     from electra_tf.data.pretraining_builder import build_pretraining_data
     from electra_tf.text.corpus import embedded_corpus_files
-    from electra_tf.text.vocab import write_vocab
 
     tmp = tempfile.mkdtemp(prefix="corpus_builder_bench_")
     if os.path.isdir(SHARED_CORPUS):
         corpus = SHARED_CORPUS
-        files = _slice_corpus(SHARED_CORPUS, args.megabytes, tmp)
+        files = slice_corpus(SHARED_CORPUS, args.megabytes, tmp)
     else:
         corpus = "embedded (Python stdlib docstrings)"
         files = embedded_corpus_files(os.path.join(tmp, "embedded"))
     n_bytes = sum(os.path.getsize(f) for f in files)
 
     started = time.time()
-    # The vocabulary only has to be plausible (the benchmark measures tokenization, packing
-    # and writing speed): HF's trainer learns one in seconds, while the project's
-    # tensorflow-text learner takes minutes on book text and its alphabet (~8900 tokens
-    # with every rare character) exceeds an 8000-token vocabulary.
-    from tokenizers import BertWordPieceTokenizer
-
-    trainer = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True,
-                                     strip_accents=True, lowercase=True)
-    trainer.train(files, vocab_size=args.vocab_size, limit_alphabet=500, show_progress=False,
-                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    vocab = [t for t, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
     vocab_path = os.path.join(tmp, "vocab.txt")
-    write_vocab(vocab, vocab_path)
+    vocab = learn_vocab(files, args.vocab_size, vocab_path)
     vocab_seconds = time.time() - started
 
     def run(name, factory, i):

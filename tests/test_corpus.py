@@ -88,6 +88,66 @@ def test_iter_documents_unreadable_file_is_one_line_error(tmp_path):
         list(iter_documents(missing))
 
 
+def _mixed_documents(n, seed=0):
+    """English and Chinese documents with the corners of the format: CRLF lines, lines of
+    spaces or ideographic spaces (blank), doubled separators, invalid UTF-8."""
+    import random
+
+    r = random.Random(seed)
+    words = "the cat sat on a mat while 北京 上海 是 中国的 城市。".split()
+    out = []
+    for i in range(n):
+        lines = [" ".join(r.choice(words) for _ in range(r.randint(1, 25))).encode("utf-8")
+                 for _ in range(r.randint(1, 6))]
+        if i % 7 == 0:
+            lines[0] += b" caf\xe9"  # invalid UTF-8
+        if i % 5 == 0:
+            lines = [line + b"\r" for line in lines]  # CRLF
+        separator = [b"", b"", b"   ", "\u3000".encode("utf-8"), b"\r"][i % 5]
+        out.append(b"\n".join(lines) + b"\n" + separator + b"\n"
+                   + (b"\n" if i % 9 == 0 else b""))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("split_bytes", [700, 4096])
+def test_ranges_of_a_file_yield_exactly_its_documents(tmp_path, split_bytes):
+    path = write(tmp_path / "mixed.txt", b"\n\n" + _mixed_documents(300) + b"last line")
+    whole_stats = collections.Counter()
+    whole = list(iter_documents(path, stats=whole_stats))
+    cuts = corpus.document_cuts(path, split_bytes)
+    assert len(cuts) >= 5 and cuts == sorted(set(cuts))
+    bounds = [0] + cuts + [None]
+    parts, range_stats = [], collections.Counter()
+    for start, end in zip(bounds, bounds[1:]):
+        documents = list(corpus.iter_document_range(path, start, end, stats=range_stats))
+        assert documents  # every range holds a document
+        parts.extend(documents)
+    assert parts == whole and range_stats == whole_stats
+    assert whole_stats["invalid_utf8_lines"] > 0 and whole_stats["empty_documents"] > 0
+    # Near each nominal offset: every cut is at most one document past a multiple.
+    assert all(cut % split_bytes < 1000 or split_bytes < 1000 for cut in cuts)
+    # Never cut: a file that is one document, a gzip file, a file under split_bytes.
+    assert corpus.document_cuts(path, split_bytes, blank_lines_separate_docs=False) == []
+    gz = tmp_path / "mixed.txt.gz"
+    gz.write_bytes(gzip.compress(open(path, "rb").read()))
+    assert corpus.document_cuts(str(gz), split_bytes) == []
+    assert corpus.document_cuts(path, os.path.getsize(path)) == []
+    with pytest.raises(ValueError, match="gzip"):
+        list(corpus.iter_document_range(str(gz), cuts[0], None))
+
+
+def test_no_cut_without_a_document_boundary_in_reach(tmp_path):
+    # One long document (no blank line), then short ones: cuts only where documents end.
+    text = ("北京是首都。" * 40 + "\n") * 2000 + "\n" + "the cat.\n\n" * 2000
+    path = write(tmp_path / "long.txt", text)
+    start_of_short = len((("北京是首都。" * 40 + "\n") * 2000 + "\n").encode("utf-8"))
+    cuts = corpus.document_cuts(path, 100000)
+    # No cut inside the long document; the first at the first boundary, then one per
+    # nominal offset, each at the start of a short document.
+    assert cuts[0] == start_of_short and all(cut > start_of_short for cut in cuts[1:])
+    assert all((cut - start_of_short) % len("the cat.\n\n") == 0 for cut in cuts)
+
+
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))

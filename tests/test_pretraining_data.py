@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from electra_tf.data import packing
-from electra_tf.data.pretraining_builder import build_pretraining_data, worker_rng
+from electra_tf.data.build_plan import Unit
+from electra_tf.data.pretraining_builder import build_pretraining_data, unit_rng
 from electra_tf.data.pretraining_reader import (DataError, DataMismatchError, check_sidecar,
                                                 pretraining_dataset, read_sidecar)
 from electra_tf.text.corpus import iter_documents
@@ -90,12 +91,10 @@ def built(workspace):
 def test_text_to_tfrecord_to_tf_data_gives_back_the_tokenizers_ids(workspace, built):
     sidecar, out = built
     # Expected examples, computed independently of the builder's batching: each line
-    # tokenized on its own, packed with the same per-worker random stream.
+    # tokenized on its own, each file (a unit: they are small) packed by its own builder
+    # with the unit's random stream, the units in input order (one worker).
     tokenizer = ElectraTokenizer(workspace["vocab"])
-    rng = worker_rng(0, 0)
     files = sorted(workspace["files"])
-    rng.shuffle(files)
-    builder = packing.ExampleBuilder(L, rng=rng)
     pairs = []
 
     def units(line):
@@ -107,7 +106,8 @@ def test_text_to_tfrecord_to_tf_data_gives_back_the_tokenizers_ids(workspace, bu
                 for piece in packing.chunk(
                     tokenizer.tokenize([sentence]).flat_values.numpy().tolist(), L - 2)]
 
-    for path in files:
+    for index, path in enumerate(files):
+        builder = packing.ExampleBuilder(L, rng=unit_rng(0, Unit(index, path, 0, None, 0)))
         for doc in iter_documents(path):
             pairs += builder.add_document([unit for line in doc for unit in units(line)])
     ids, mask, seg = packing.examples_to_arrays(pairs, L, cls_id=tokenizer.cls_id,

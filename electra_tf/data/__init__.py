@@ -1,5 +1,5 @@
-"""Pretraining data: example packing and encoding, the sharded TFRecord builder (its plan
-and worker pool) and the tf.data reader.
+"""Pretraining data: example packing and encoding, the sharded TFRecord builder (its plan,
+its local worker pool and its Apache Beam pipeline) and the tf.data reader.
 
 Names are resolved lazily so that importing `electra_tf.data.packing` does not load
 TensorFlow.
@@ -9,6 +9,7 @@ from electra_tf._lazy import lazy_exports
 
 _EXPORTS = {
     "build_pretraining_data": "electra_tf.data.pretraining_builder",
+    "build_pretraining_data_beam": "electra_tf.data.beam_pipeline",
     "BuildInterrupted": "electra_tf.data.worker_pool",
     "ExampleBuilder": "electra_tf.data.packing",
     "pretraining_dataset": "electra_tf.data.pretraining_reader",

@@ -1,4 +1,14 @@
-"""The plan of a pretraining-data build: what each worker does and what the output holds.
+"""The plan of a pretraining-data build: its units of work, what each worker does and what
+the output holds.
+
+Units (docs/architecture.md, "Pretraining data"): an input file, or for a file larger than
+`split_bytes` (default 64 MiB) byte ranges of it cut at document boundaries
+(`corpus.document_cuts`, found at planning time by reading small windows), listed by
+`plan_units`. A unit is read, tokenized and packed on its own, with its own random stream
+(`pretraining_builder.unit_rng`): the set of examples does not depend on who runs the
+units. The local executor (`plan_jobs`) gives unit u to worker u % K, and shard s to worker
+s % K, each worker writing its examples round-robin to its shards, so which shard holds an
+example depends on K; the Beam executor (`beam_pipeline`) runs the same units.
 
 Layout of an output directory DIR:
   DIR/pretrain-SSSSS-of-NNNNN.tfrecord[.gz]   the shards (`shard_name`)
@@ -6,6 +16,7 @@ Layout of an output directory DIR:
   DIR/.build/build.json                       the build description (`describe_build`)
   DIR/.build/pretrain-*.tfrecord[.partial]    shards being written / closed by their worker
   DIR/.build/worker-WWWWW-of-KKKKK.json       a worker's done-marker (`WorkerJob.marker_path`)
+  DIR/.build/beam/                            the Beam executor's staging (`beam_pipeline`)
 
 Crash safety: shards are written under `DIR/.build/` and renamed there when their worker
 closes them; the worker then writes its done-marker. Only when every worker is done are the
@@ -45,7 +56,13 @@ BUILD_DIR = ".build"
 PLAN_NAME = "build.json"
 # 2: long lines split into sentences, overflow carried into the next example (version 1
 # truncated as the reference); docs/architecture.md, "Pretraining data".
-_FORMAT_VERSION = 2
+# 3: units of work (files, or byte ranges of large files) each with its own random stream
+# and packer (version 2 had one stream per worker across its files).
+_FORMAT_VERSION = 3
+# Files larger than this are cut into ranges of about this size (`plan_units`).
+DEFAULT_SPLIT_BYTES = 64 << 20
+# Smaller ranges only add per-unit overhead (and planning reads).
+MIN_SPLIT_BYTES = 4096
 # Counts reported at the end and recorded in the sidecar.
 BAD_INPUT_COUNTS = ("invalid_utf8_lines", "empty_files", "empty_documents")
 
@@ -72,45 +89,77 @@ def shard_names(build: dict) -> list[str]:
             for i in range(build["num_shards"])]
 
 
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of work: a whole input file, or a byte range of one cut at documents.
+
+    Its identity, (file_index, start), seeds its random stream.
+
+    Args:
+        file_index: position of the file in the sorted input list.
+        path: the file.
+        start: byte offset of the range (0 for a whole file).
+        end: byte offset where the range ends; None for the end of the file.
+        size: bytes of the range (as stored: compressed for `.gz`), for progress.
+    """
+
+    file_index: int
+    path: str
+    start: int
+    end: Optional[int]
+    size: int
+
+
+@dataclasses.dataclass
+class PackingSpec:
+    """How every unit is read, tokenized and packed: the same for both executors.
+
+    Args:
+        vocab: vocabulary tokens.
+        lower_case: tokenizer casing.
+        max_seq_length: example length.
+        seed: build seed.
+        blank_lines_separate_docs: a blank line ends a document.
+        reference_truncation: drop the tokens that overflow an example (the reference)
+            instead of carrying them into the next one.
+        tokenize_batch_lines: lines per tokenize call.
+        tokenizer_factory: (vocab, lower_case) -> tokenize function; module-level, picklable.
+    """
+
+    vocab: list
+    lower_case: bool
+    max_seq_length: int
+    seed: int
+    blank_lines_separate_docs: bool
+    reference_truncation: bool
+    tokenize_batch_lines: int
+    tokenizer_factory: Callable
+
+
 @dataclasses.dataclass
 class WorkerJob:
-    """What one worker reads and writes; picklable, so it crosses into worker processes.
+    """What one local worker reads and writes; picklable, so it crosses into processes.
 
     Args:
         worker_index: index of this worker in [0, num_workers).
         num_workers: number of workers of the build.
-        files: input files of this worker, in assignment order.
+        units: the units of this worker (`Unit`), in order.
         shards: shard indices this worker writes.
         build_dir: directory for partial shards and done-markers.
-        vocab: vocabulary tokens.
-        lower_case: tokenizer casing.
-        max_seq_length: example length.
         num_shards: total number of shards.
-        seed: build seed.
         compression: "" or "GZIP".
-        blank_lines_separate_docs: a blank line ends a document.
-        tokenize_batch_lines: lines per tokenize call.
-        tokenizer_factory: (vocab, lower_case) -> tokenize function; module-level, picklable.
-        reference_truncation: drop the tokens that overflow an example (the reference)
-            instead of carrying them into the next one.
+        spec: how the units are packed.
         fail_after_examples: test hook: raise after writing this many examples (a crash).
     """
 
     worker_index: int
     num_workers: int
-    files: list
+    units: list
     shards: list
     build_dir: str
-    vocab: list
-    lower_case: bool
-    max_seq_length: int
     num_shards: int
-    seed: int
     compression: str
-    blank_lines_separate_docs: bool
-    tokenize_batch_lines: int
-    tokenizer_factory: Callable
-    reference_truncation: bool = False
+    spec: PackingSpec
     fail_after_examples: Optional[int] = None
 
     def marker_path(self) -> str:
@@ -181,19 +230,55 @@ def check_output_dir(output_dir: str) -> None:
                         f"writable place")
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        import tensorflow as tf
+def plan_units(files: Sequence[str], split_bytes: int,
+               blank_lines_separate_docs: bool) -> list[Unit]:
+    """The units of a build: each file, or its ranges when larger than `split_bytes`.
 
-        return tf.io.gfile.stat(path).length
+    Args:
+        files: the input files, sorted (`corpus.expand_inputs`).
+        split_bytes: files larger than this are cut near its multiples
+            (`corpus.document_cuts`: only small windows of the file are read).
+        blank_lines_separate_docs: a blank line ends a document (else a file is one
+            document and is never cut).
+
+    Returns:
+        The units, by file then offset. A file whose windows cannot be read is one unit
+        (reading it then names the problem).
+
+    Example:
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "big.txt")
+    >>> with open(path, "w", encoding="utf-8") as f:
+    ...     _ = f.write("the cat sat.\\n北京。\\n\\n" * 1000)  # 24 bytes per document
+    >>> [(u.start, u.end) for u in plan_units([path], 8192, True)]
+    [(0, 8208), (8208, 16416), (16416, None)]
+    """
+    from electra_tf.text.corpus import CorpusError, document_cuts, file_size
+
+    units = []
+    for index, path in enumerate(files):
+        try:
+            size = file_size(path)
+            cuts = document_cuts(path, split_bytes, blank_lines_separate_docs)
+        except CorpusError:
+            size, cuts = 0, []
+        bounds = [0] + cuts + [None]
+        for start, end in zip(bounds, bounds[1:]):
+            units.append(Unit(index, path, start, end, (size if end is None else end) - start))
+    return units
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URL (gs://, hdfs://) as it is."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_length: int,
-                   num_shards: int, num_workers: int, seed: int, compression: str,
+                   num_shards: int, num_workers: Optional[int], seed: int, compression: str,
                    blank_lines_separate_docs: bool, lower_case: bool,
-                   reference_truncation: bool = False) -> dict:
+                   reference_truncation: bool = False, split_bytes: int = DEFAULT_SPLIT_BYTES,
+                   num_units: Optional[int] = None, runner: str = "local") -> dict:
     """Everything the output bytes depend on; two runs with equal descriptions are one build.
 
     Args:
@@ -201,47 +286,72 @@ def describe_build(tokens: Sequence[str], files: Sequence[str], *, max_seq_lengt
         files: the input files, sorted (`corpus.expand_inputs`).
         max_seq_length: length of every example.
         num_shards: number of output shards.
-        num_workers: requested workers; clamped to the number of shards and input files.
+        num_workers: requested local workers; clamped to the number of shards and units.
+            None for the Beam executor (its runner decides).
         seed: build seed.
         compression: "" or "GZIP".
         blank_lines_separate_docs: a blank line ends a document.
         lower_case: tokenizer casing.
         reference_truncation: drop the tokens that overflow an example, as the reference.
+        split_bytes: files larger than this are cut into ranges (`plan_units`).
+        num_units: the number of units (`plan_units`); default one per file.
+        runner: "local" or "beam": which executor wrote the shards (the set of examples is
+            the same, their order and shard placement are not).
 
     Returns:
         A JSON-serialisable dict, kept in `.build/build.json` and the sidecar's `build`.
     """
+    from electra_tf.text.corpus import file_size
     from electra_tf.text.vocab import vocab_hash
 
-    workers = max(1, min(num_workers, num_shards, len(files)))
+    units = len(files) if num_units is None else num_units
+    workers = (None if num_workers is None
+               else max(1, min(num_workers, num_shards, units)))
     return {
         "format_version": _FORMAT_VERSION,
+        "runner": runner,
         "vocab_hash": vocab_hash(tokens),
         "vocab_size": len(tokens),
         "lower_case": bool(lower_case),
         "max_seq_length": int(max_seq_length),
         "num_shards": int(num_shards),
-        "num_workers": int(workers),
+        "num_workers": None if workers is None else int(workers),
         "seed": int(seed),
         "compression": compression,
         "blank_lines_separate_docs": bool(blank_lines_separate_docs),
         "reference_truncation": bool(reference_truncation),
-        "inputs": [[os.path.abspath(f), _file_size(f)] for f in files],
+        "split_bytes": int(split_bytes),
+        "inputs": [[_absolute(f), file_size(f)] for f in files],
     }
 
 
-def plan_jobs(build: dict, files: Sequence[str], tokens: Sequence[str], build_dir: str, *,
-              tokenize_batch_lines: int, tokenizer_factory: Callable,
+def packing_spec(build: dict, tokens: Sequence[str], *, tokenize_batch_lines: int,
+                 tokenizer_factory: Callable) -> PackingSpec:
+    """The packing settings of a build (`describe_build`), for either executor.
+
+    Args:
+        build: the build description.
+        tokens: the vocabulary.
+        tokenize_batch_lines: lines per tokenize call.
+        tokenizer_factory: module-level (vocab, lower_case) -> tokenize function.
+    """
+    return PackingSpec(
+        vocab=list(tokens), lower_case=build["lower_case"],
+        max_seq_length=build["max_seq_length"], seed=build["seed"],
+        blank_lines_separate_docs=build["blank_lines_separate_docs"],
+        reference_truncation=build["reference_truncation"],
+        tokenize_batch_lines=int(tokenize_batch_lines), tokenizer_factory=tokenizer_factory)
+
+
+def plan_jobs(build: dict, units: Sequence[Unit], spec: PackingSpec, build_dir: str, *,
               fail_after_examples: Optional[dict] = None) -> list[WorkerJob]:
-    """Splits a build into worker jobs: input file i and shard s go to worker i % K, s % K.
+    """Splits a local build into worker jobs: unit u and shard s go to worker u % K, s % K.
 
     Args:
         build: the build description (`describe_build`).
-        files: the input files, in the order of `build["inputs"]`.
-        tokens: the vocabulary.
+        units: the units (`plan_units`).
+        spec: how the units are packed (`packing_spec`).
         build_dir: the build's `.build` directory.
-        tokenize_batch_lines: lines per tokenize call.
-        tokenizer_factory: module-level (vocab, lower_case) -> tokenize function.
         fail_after_examples: test hook {worker index: n}: that worker raises after n examples.
 
     Returns:
@@ -250,15 +360,11 @@ def plan_jobs(build: dict, files: Sequence[str], tokens: Sequence[str], build_di
     workers, num_shards = build["num_workers"], build["num_shards"]
     return [WorkerJob(
         worker_index=w, num_workers=workers,
-        files=[f for i, f in enumerate(files) if i % workers == w],
+        units=[unit for u, unit in enumerate(units) if u % workers == w],
         shards=[s for s in range(num_shards) if s % workers == w],
-        build_dir=build_dir, vocab=list(tokens), lower_case=build["lower_case"],
-        max_seq_length=build["max_seq_length"], num_shards=num_shards, seed=build["seed"],
-        compression=build["compression"],
-        blank_lines_separate_docs=build["blank_lines_separate_docs"],
-        tokenize_batch_lines=int(tokenize_batch_lines), tokenizer_factory=tokenizer_factory,
-        reference_truncation=build["reference_truncation"],
-        fail_after_examples=(fail_after_examples or {}).get(w)) for w in range(workers)]
+        build_dir=build_dir, num_shards=num_shards, compression=build["compression"],
+        spec=spec, fail_after_examples=(fail_after_examples or {}).get(w))
+        for w in range(workers)]
 
 
 def _describe(key, value):
@@ -382,12 +488,16 @@ def finished_result(job: WorkerJob, output_dir: str) -> Optional[dict]:
     return result
 
 
-def describe_sidecar(build: dict, results: dict) -> dict:
+def describe_sidecar(build: dict, results: dict,
+                     skipped_files: Sequence[dict] = ()) -> dict:
     """The sidecar of a finished build: its settings, counts and shard list.
 
     Args:
         build: the build description (`describe_build`).
-        results: worker index -> the worker's result (`stats`, examples per `shards`).
+        results: worker index -> the worker's result (`stats`, examples per `shards`); the
+            Beam executor passes one result for the whole pipeline.
+        skipped_files: inputs left out ({"path", "reason"}: only the Beam executor skips
+            unreadable or binary files; the local one refuses them before any work).
 
     Returns:
         The dict written to `dataset.json` (`publish` adds `shard_bytes`).
@@ -423,9 +533,12 @@ def describe_sidecar(build: dict, results: dict) -> dict:
         "reference_truncation": build.get("reference_truncation", False),
         "num_shards": build["num_shards"],
         "num_workers": build["num_workers"],
+        "runner": build.get("runner", "local"),
+        "units": stats["units"],
         "compression": build["compression"],
         "seed": build["seed"],
         "input_files": len(build["inputs"]),
+        "skipped_files": [dict(entry) for entry in skipped_files],
         "input_bytes": sum(size for _, size in build["inputs"]),
         "shards": names,
         "examples_per_shard": [shard_examples.get(n, 0) for n in names],

@@ -5,11 +5,20 @@ lines per `ElectraTokenizer.tokenize` call, packs them with `packing.ExampleBuil
 writes `input_ids`, `input_mask`, `segment_ids` (int64, fixed length) into
 `DIR/pretrain-SSSSS-of-NNNNN.tfrecord[.gz]`, plus the sidecar `DIR/dataset.json`.
 
-Parallelism and determinism: K worker processes; input file i (sorted) belongs to worker
-i % K and shard s to worker s % K, each worker writing its examples round-robin to its
-shards (as the reference). A worker draws every random decision from its own
-`random.Random` seeded from (seed, worker index), so the bytes depend only on the inputs,
-the seed and K.
+Units and determinism: the work is cut into units, an input file or, for a file larger
+than `split_bytes` (64 MiB), byte ranges of it cut at document boundaries
+(`build_plan.plan_units`). `UnitEncoder` reads, tokenizes, packs and serializes one unit
+with its own `random.Random` (`unit_rng`, seeded from the seed and the unit's identity: its
+file's position in the sorted input list and its start offset) and its own
+`packing.ExampleBuilder`, so the set of examples depends only on the inputs, vocabulary,
+seed, `max_seq_length`, casing, `split_bytes` (and the document and truncation options),
+not on the number of workers or the executor.
+
+Two executors run the same `UnitEncoder`: this module's local one (`--runner=local`: K
+worker processes, unit u and shard s to worker u % K and s % K, each worker writing its
+examples round-robin to its shards, so which shard holds an example, and the shards'
+bytes, depend on K as well), and `beam_pipeline` (`--runner=beam`: Apache Beam, local or on
+a cluster).
 
 No text is lost (docs/architecture.md, "Pretraining data"): a line longer than an example
 (`max_seq_length - 2` tokens) is split into sentences (`packing.split_sentences`) and a
@@ -24,7 +33,7 @@ no example is not published. A write that fails mid-build (a full disk) is a one
 
 Where things go, how an interrupted build resumes and when an output directory is refused:
 `build_plan`. Running the workers in processes with a progress bar: `worker_pool`. What one
-worker does: `run_worker`.
+worker does: `run_worker`; what is done to each unit: `UnitEncoder.encode`.
 
 Example:
 
@@ -47,10 +56,10 @@ import contextlib
 import os
 import random
 import shutil
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 from electra_tf.data import build_plan, packing, worker_pool
-from electra_tf.data.build_plan import WorkerJob, shard_name, write_json
+from electra_tf.data.build_plan import PackingSpec, Unit, WorkerJob, shard_name, write_json
 from electra_tf.data.example_encoding import serialize_examples
 from electra_tf.data.pretraining_reader import FEATURES, DataError
 
@@ -92,10 +101,15 @@ def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callabl
     return run
 
 
-def worker_rng(seed: int, worker_index: int) -> random.Random:
-    """The random stream of one worker: a function of (seed, worker index) only."""
+def unit_rng(seed: int, unit: Unit) -> random.Random:
+    """The random stream of one unit: a function of (seed, file position, start offset) only.
+
+    >>> unit = Unit(file_index=0, path="a.txt", start=0, end=None, size=10)
+    >>> unit_rng(0, unit).random() == unit_rng(0, unit).random() != unit_rng(1, unit).random()
+    True
+    """
     # A str seed is hashed with SHA-512 by `random.seed`, independent of PYTHONHASHSEED.
-    return random.Random(f"electra_tf-pretraining-data:{seed}:{worker_index}")
+    return random.Random(f"electra_tf-pretraining-data:{seed}:{unit.file_index}:{unit.start}")
 
 
 def _tokenize_units(lines: list, limit: int, tokenize: Callable,
@@ -135,8 +149,102 @@ def _tokenize_units(lines: list, limit: int, tokenize: Callable,
     return units
 
 
+class UnitEncoder:
+    """Reads, tokenizes, packs and serializes units: the per-unit code of both executors.
+
+    Built once per worker (the tokenizer is traced once); `encode` then runs unit after unit.
+
+    Args:
+        spec: how units are read, tokenized and packed.
+    """
+
+    def __init__(self, spec: PackingSpec):
+        from electra_tf.text.vocab import special_ids
+
+        self.spec = spec
+        ids = special_ids(spec.vocab)
+        self._cls_id, self._sep_id, self._pad_id = ids["cls_id"], ids["sep_id"], ids["pad_id"]
+        self._tokenize = spec.tokenizer_factory(spec.vocab, spec.lower_case)
+
+    def encode(self, unit: Unit, stats: collections.Counter,
+               progress: Optional[Callable] = None) -> Iterator[list]:
+        """Yields the serialized `tf.train.Example`s of one unit, a batch at a time.
+
+        The unit gets a fresh `random.Random` (`unit_rng`) and a fresh
+        `packing.ExampleBuilder`; a document's end emits everything it holds, and a unit
+        ends at a document's end, so nothing is left in the builder afterwards.
+
+        Args:
+            unit: the unit.
+            stats: counts of the unit, added in place as it goes (`documents`, `lines`,
+                `text_tokens`, `split_lines`, `examples`, `tokens`, the bad-input counts;
+                `single_segment_examples`, `short_target_examples`, `truncated_tokens`,
+                `units` and `files` when the unit ends or stops).
+            progress: optional callback(bytes_read, tokens_written) after each batch.
+
+        Yields:
+            list[bytes]: the records of the next tokenize batch (possibly empty).
+
+        Raises:
+            CorpusError: the unit's file is unreadable or not text.
+        """
+        from electra_tf.text.corpus import iter_document_range
+
+        spec = self.spec
+        builder = packing.ExampleBuilder(spec.max_seq_length, rng=unit_rng(spec.seed, unit),
+                                         keep_overflow=not spec.reference_truncation)
+        batch = spec.tokenize_batch_lines
+        pieces, n_lines, n_chars = [], 0, 0
+        try:
+            for document in iter_document_range(unit.path, unit.start, unit.end,
+                                                spec.blank_lines_separate_docs, stats):
+                # A document longer than a batch (e.g. a whole file without blank lines) is
+                # cut into parts, so memory stays bounded by the batch size.
+                for start in range(0, len(document), batch):
+                    piece = document[start:start + batch]
+                    pieces.append((piece, start + batch >= len(document)))
+                    n_lines += len(piece)
+                    n_chars += sum(len(line) + 1 for line in piece)
+                    if n_lines >= batch:
+                        yield self._pack(pieces, builder, stats, n_chars, progress)
+                        pieces, n_lines, n_chars = [], 0, 0
+            yield self._pack(pieces, builder, stats, n_chars, progress)
+        finally:
+            stats["single_segment_examples"] += builder.single_segment_examples
+            stats["short_target_examples"] += builder.short_targets
+            stats["truncated_tokens"] += builder.truncated_tokens
+            stats["units"] += 1
+            stats["files"] += unit.start == 0
+
+    def _pack(self, pieces: list, builder: packing.ExampleBuilder,
+              stats: collections.Counter, n_chars: int, progress: Optional[Callable]) -> list:
+        """Tokenizes pieces (lines, end_of_document) in one call, packs and serializes them."""
+        spec = self.spec
+        lines = [line for piece, _ in pieces for line in piece]
+        units = _tokenize_units(lines, spec.max_seq_length - 2, self._tokenize, stats) \
+            if lines else []
+        pairs, line = [], 0
+        for piece, end_of_document in pieces:
+            sentences = [unit for j in range(line, line + len(piece)) for unit in units[j]]
+            line += len(piece)
+            pairs.extend(builder.add_lines(sentences, end_of_document))
+        records, tokens = [], 0
+        if pairs:
+            input_ids, input_mask, segment_ids = packing.examples_to_arrays(
+                pairs, spec.max_seq_length, cls_id=self._cls_id, sep_id=self._sep_id,
+                pad_id=self._pad_id)
+            records = serialize_examples(
+                dict(zip(FEATURES, (input_ids, input_mask, segment_ids))))
+            tokens = int(input_mask.sum())
+            stats["examples"] += len(records)
+            stats["tokens"] += tokens
+        if progress:
+            progress(n_chars, tokens)
+        return records
+
+
 def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
-    """Tokenizes, packs and writes one worker's files into its shards.
+    """Tokenizes, packs and writes one local worker's units into its shards.
 
     Args:
         job: the worker's assignment.
@@ -177,86 +285,27 @@ def _run_worker(job: WorkerJob, progress: Optional[Callable], partial_paths: lis
                 writers: list) -> dict:
     import tensorflow as tf
 
-    from electra_tf.text.corpus import iter_documents
-    from electra_tf.text.vocab import special_ids
-
-    ids = special_ids(job.vocab)
-    cls_id, sep_id, pad_id = ids["cls_id"], ids["sep_id"], ids["pad_id"]
-    tokenize = job.tokenizer_factory(job.vocab, job.lower_case)
-    rng = worker_rng(job.seed, job.worker_index)
-    files = list(job.files)
-    # The reference shuffles each job's files; here from the worker's own seeded stream.
-    rng.shuffle(files)
-    builder = packing.ExampleBuilder(job.max_seq_length, rng=rng,
-                                     keep_overflow=not job.reference_truncation)
-    # Longest packing unit: what one example holds ([CLS] A [SEP]).
-    unit_limit = job.max_seq_length - 2
+    encoder = UnitEncoder(job.spec)
     stats = collections.Counter()
     shard_examples = [0] * len(job.shards)
-
     options = tf.io.TFRecordOptions(compression_type=job.compression)
     writers.extend(tf.io.TFRecordWriter(p, options) for p in partial_paths)
     n_written = 0
-
-    def flush(pieces, n_chars):
-        """Tokenizes pieces (lines, end_of_document) in one call and packs them."""
-        nonlocal n_written
-        if not pieces:
-            return
-        lines = [line for piece, _ in pieces for line in piece]
-        units = _tokenize_units(lines, unit_limit, tokenize, stats)
-        pairs = []
-        line = 0
-        for piece, end_of_document in pieces:
-            sentences = [unit for j in range(line, line + len(piece)) for unit in units[j]]
-            line += len(piece)
-            pairs.extend(builder.add_lines(sentences, end_of_document))
-        if pairs:
-            input_ids, input_mask, segment_ids = packing.examples_to_arrays(
-                pairs, job.max_seq_length, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
-            records = serialize_examples(
-                dict(zip(FEATURES, (input_ids, input_mask, segment_ids))))
-            n_writers = len(writers)
+    for unit in job.units:
+        for records in encoder.encode(unit, stats, progress):
             for record in records:
                 # Round-robin over this worker's shards, as the reference ExampleWriter.
-                writers[n_written % n_writers].write(record)
-                shard_examples[n_written % n_writers] += 1
+                writers[n_written % len(writers)].write(record)
+                shard_examples[n_written % len(writers)] += 1
                 n_written += 1
                 if job.fail_after_examples is not None and n_written >= job.fail_after_examples:
                     raise RuntimeError(f"test hook: worker {job.worker_index} stopped after "
                                        f"{n_written} examples")
-            tokens = int(input_mask.sum())
-            stats["examples"] += len(records)
-            stats["tokens"] += tokens
-        else:
-            tokens = 0
-        if progress:
-            progress(n_chars, tokens)
-
-    batch = job.tokenize_batch_lines
-    for path in files:
-        pieces, n_lines, n_chars = [], 0, 0
-        for document in iter_documents(path, job.blank_lines_separate_docs, stats):
-            # A document longer than a batch (e.g. a whole file without blank lines) is
-            # cut into parts, so memory stays bounded by the batch size.
-            for start in range(0, len(document), batch):
-                piece = document[start:start + batch]
-                pieces.append((piece, start + batch >= len(document)))
-                n_lines += len(piece)
-                n_chars += sum(len(line) + 1 for line in piece)
-                if n_lines >= batch:
-                    flush(pieces, n_chars)
-                    pieces, n_lines, n_chars = [], 0, 0
-        flush(pieces, n_chars)
-        stats["files"] += 1
 
     while writers:
         writers.pop(0).close()
     for partial in partial_paths:
         os.replace(partial, partial[:-len(".partial")])
-    stats["single_segment_examples"] = builder.single_segment_examples
-    stats["short_target_examples"] = builder.short_targets
-    stats["truncated_tokens"] = builder.truncated_tokens
     result = {
         "worker_index": job.worker_index,
         "stats": dict(stats),
@@ -266,6 +315,31 @@ def _run_worker(job: WorkerJob, progress: Optional[Callable], partial_paths: lis
     # Written last: its presence says every shard of this worker is complete.
     write_json(job.marker_path(), result)
     return result
+
+
+def check_arguments(*, max_seq_length: int, num_shards: int, num_workers: int,
+                    compression: str, tokenize_batch_lines: int, split_bytes: int) -> None:
+    """Refuses build settings out of range, before any work (both executors).
+
+    Raises:
+        DataError: one line naming the setting, its value and the range.
+    """
+    if compression not in ("", "GZIP"):
+        raise DataError(f"compression={compression!r} is not supported; use '' or 'GZIP'")
+    if num_shards < 1 or num_workers < 1:
+        raise DataError(f"num_shards={num_shards} and num_workers={num_workers} must be >= 1")
+    if not 5 <= max_seq_length <= 1 << 16:
+        raise DataError(f"max_seq_length={max_seq_length} is out of range; use 5..65536 "
+                        f"(128 or 512 as the paper)")
+    if num_shards > MAX_SHARDS:
+        raise DataError(f"num_shards={num_shards} is too many (each worker keeps its shards "
+                        f"open at once); use at most {MAX_SHARDS}")
+    if tokenize_batch_lines < 1:
+        raise DataError(f"tokenize_batch_lines={tokenize_batch_lines} must be at least 1")
+    if split_bytes < build_plan.MIN_SPLIT_BYTES:
+        raise DataError(f"split_bytes={split_bytes} is too small; use at least "
+                        f"{build_plan.MIN_SPLIT_BYTES} (the default, "
+                        f"{build_plan.DEFAULT_SPLIT_BYTES}, is 64 MiB)")
 
 
 def build_pretraining_data(
@@ -282,6 +356,7 @@ def build_pretraining_data(
         lower_case: bool = True,
         reference_truncation: bool = False,
         tokenize_batch_lines: int = DEFAULT_TOKENIZE_BATCH_LINES,
+        split_bytes: int = build_plan.DEFAULT_SPLIT_BYTES,
         progress: bool = False,
         tokenizer_factory: Callable = electra_tokenizer_factory,
         _fail_after_examples: Optional[dict] = None,
@@ -294,7 +369,7 @@ def build_pretraining_data(
         output_dir: destination directory (created).
         max_seq_length: length of every example.
         num_shards: number of output shards.
-        num_workers: worker processes; clamped to the number of shards and input files.
+        num_workers: worker processes; clamped to the number of shards and units.
         seed: seed of every random decision.
         compression: "" or "GZIP".
         blank_lines_separate_docs: a blank line ends a document (else one document per file).
@@ -303,6 +378,9 @@ def build_pretraining_data(
             does (counted in the sidecar's `truncated_tokens`), instead of carrying them into
             the next example.
         tokenize_batch_lines: lines per tokenize call.
+        split_bytes: input files larger than this are cut into ranges of about this size at
+            document boundaries, each a unit of work with its own random stream (part of the
+            build: it changes the examples).
         progress: show a tqdm bar (bytes read, tokens/s, ETA).
         tokenizer_factory: module-level (vocab, lower_case) -> tokenize(lines) ->
             (flat ids, row_splits); the default is `ElectraTokenizer`.
@@ -322,18 +400,9 @@ def build_pretraining_data(
     """
     from electra_tf.text import corpus, vocab as vocab_lib
 
-    if compression not in ("", "GZIP"):
-        raise DataError(f"compression={compression!r} is not supported; use '' or 'GZIP'")
-    if num_shards < 1 or num_workers < 1:
-        raise DataError(f"num_shards={num_shards} and num_workers={num_workers} must be >= 1")
-    if not 5 <= max_seq_length <= 1 << 16:
-        raise DataError(f"max_seq_length={max_seq_length} is out of range; use 5..65536 "
-                        f"(128 or 512 as the paper)")
-    if num_shards > MAX_SHARDS:
-        raise DataError(f"num_shards={num_shards} is too many (each worker keeps its shards "
-                        f"open at once); use at most {MAX_SHARDS}")
-    if tokenize_batch_lines < 1:
-        raise DataError(f"tokenize_batch_lines={tokenize_batch_lines} must be at least 1")
+    check_arguments(max_seq_length=max_seq_length, num_shards=num_shards,
+                    num_workers=num_workers, compression=compression,
+                    tokenize_batch_lines=tokenize_batch_lines, split_bytes=split_bytes)
     build_plan.check_output_dir(output_dir)
     if isinstance(vocab, (str, os.PathLike)):
         tokens = vocab_lib.load_vocab(os.fspath(vocab))
@@ -342,20 +411,23 @@ def build_pretraining_data(
         vocab_lib.check_vocab(tokens, "token list")
     files = corpus.expand_inputs(inputs)
     corpus.check_inputs(files)  # Binary input, or no text at all: refused before any work.
+    units = build_plan.plan_units(files, split_bytes, blank_lines_separate_docs)
     build = build_plan.describe_build(
         tokens, files, max_seq_length=max_seq_length, num_shards=num_shards,
         num_workers=num_workers, seed=seed, compression=compression,
         blank_lines_separate_docs=blank_lines_separate_docs, lower_case=lower_case,
-        reference_truncation=reference_truncation)
+        reference_truncation=reference_truncation, split_bytes=split_bytes,
+        num_units=len(units))
     existed = os.path.isdir(output_dir)
     previous = build_plan.prepare_output_dir(output_dir, build)
     if previous is not None:
         return previous
 
-    jobs = build_plan.plan_jobs(
-        build, files, tokens, os.path.join(output_dir, build_plan.BUILD_DIR),
-        tokenize_batch_lines=tokenize_batch_lines, tokenizer_factory=tokenizer_factory,
-        fail_after_examples=_fail_after_examples)
+    spec = build_plan.packing_spec(build, tokens, tokenize_batch_lines=tokenize_batch_lines,
+                                   tokenizer_factory=tokenizer_factory)
+    jobs = build_plan.plan_jobs(build, units, spec,
+                                os.path.join(output_dir, build_plan.BUILD_DIR),
+                                fail_after_examples=_fail_after_examples)
     results = {}
     todo = []
     for job in jobs:
@@ -365,9 +437,7 @@ def build_pretraining_data(
         else:
             todo.append(job)
     workers = build["num_workers"]
-    todo_workers = {job.worker_index for job in todo}
-    todo_bytes = sum(size for i, (_, size) in enumerate(build["inputs"])
-                     if i % workers in todo_workers)
+    todo_bytes = sum(unit.size for job in todo for unit in job.units)
     build_dir = os.path.join(output_dir, build_plan.BUILD_DIR)
     try:
         ran = worker_pool.run_jobs(run_worker, todo, total_bytes=todo_bytes,
