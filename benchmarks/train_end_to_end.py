@@ -111,14 +111,14 @@ def main():
     parser.add_argument("--reader_batches", type=int, default=300)
     args = parser.parse_args()
 
-    from corpus_builder import _slice_corpus
+    from corpus_builder import slice_corpus
 
     from electra_tf.data.pretraining_builder import build_pretraining_data
     from electra_tf.text.corpus import embedded_corpus_files
 
     tmp = tempfile.mkdtemp(prefix="train_end_to_end_")
     if os.path.isdir(SHARED_CORPUS):
-        corpus, files = "en_corpus", _slice_corpus(SHARED_CORPUS, args.megabytes, tmp)
+        corpus, files = "en_corpus", slice_corpus(SHARED_CORPUS, args.megabytes, tmp)
     else:
         corpus, files = "embedded", embedded_corpus_files(os.path.join(tmp, "embedded"))
     vocab = os.path.join(tmp, "vocab.txt")
