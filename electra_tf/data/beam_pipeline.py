@@ -194,6 +194,10 @@ class EncodeUnits(beam.DoFn):
                     written += 1
                     self._maybe_fail(unit, written)
         except CorpusError as e:
+            if e.transient:
+                # A storage hiccup, not a bad file: fail the bundle so the runner retries it
+                # (skipping would lose the rest of the unit and make the build irreproducible).
+                raise
             yield beam.pvalue.TaggedOutput(SKIPPED_TAG, {
                 "path": unit.path, "reason": str(e), "examples_kept": written})
         yield beam.pvalue.TaggedOutput(STATS_TAG, dict(stats))
@@ -238,7 +242,8 @@ def count_records(path: str, compression: str) -> dict:
     return {_basename(path): int(dataset.reduce(np.int64(0), lambda n, _: n + 1))}
 
 
-def write_report(_, path: str, stats: dict, skipped: list, shard_counts: list) -> None:
+def write_report(_, path: str, compression: str, stats: dict, skipped: list,
+                 shard_counts: list) -> None:
     """Writes the pipeline's combined statistics as JSON (atomically: temporary + rename).
 
     Args:
@@ -246,10 +251,22 @@ def write_report(_, path: str, stats: dict, skipped: list, shard_counts: list) -
         path: the report's path.
         stats: the units' counts, summed.
         skipped: the skipped units' entries.
+        compression: the shards' compression ("" or "GZIP").
         shard_counts: {shard name: records} of each shard (`count_records`).
     """
+    counts = SumCounts().merge_accumulators(shard_counts)
+    # A runner that retries the finalize step yields only the shards its last attempt
+    # renamed: count every finalized shard the counts do not name, and check the total.
+    staging = path.rsplit("/", 1)[0]
+    for shard in tf.io.gfile.glob(_join(staging, SHARD_PREFIX + "*")):
+        if _basename(shard) not in counts and ".tmp" not in _basename(shard):
+            counts.update(count_records(shard, compression))
+    total, produced = sum(counts.values()), int(stats.get("examples", 0))
+    if total != produced:
+        raise RuntimeError(f"the finalized shards in {staging} hold {total} records but the "
+                           f"units produced {produced}; run the build again")
     report = {"stats": stats, "skipped": sorted(skipped, key=lambda e: e["path"]),
-              "examples_per_shard": SumCounts().merge_accumulators(shard_counts)}
+              "examples_per_shard": counts}
     _write_json(path, report)
 
 
@@ -306,7 +323,7 @@ def build_pipeline(pipeline: beam.Pipeline, units: Sequence[Unit], spec: Packing
     counts = shards | "Count" >> beam.Map(count_records, compression)
     _ = (pipeline
          | "Once" >> beam.Create([None])
-         | "Report" >> beam.Map(write_report, _join(staging_dir, REPORT_NAME),
+         | "Report" >> beam.Map(write_report, _join(staging_dir, REPORT_NAME), compression,
                                 beam.pvalue.AsSingleton(stats),
                                 beam.pvalue.AsSingleton(skipped),
                                 beam.pvalue.AsList(counts)))

@@ -242,8 +242,11 @@ def plan_units(files: Sequence[str], split_bytes: int,
             document and is never cut).
 
     Returns:
-        The units, by file then offset. A file whose windows cannot be read is one unit
-        (reading it then names the problem).
+        The units, by file then offset.
+
+    Raises:
+        CorpusError: a file's size or windows cannot be read (the units would otherwise
+            depend on a read that happened to fail, and with them the examples).
 
     Example:
 
@@ -254,15 +257,12 @@ def plan_units(files: Sequence[str], split_bytes: int,
     >>> [(u.start, u.end) for u in plan_units([path], 8192, True)]
     [(0, 8208), (8208, 16416), (16416, None)]
     """
-    from electra_tf.text.corpus import CorpusError, document_cuts, file_size
+    from electra_tf.text.corpus import document_cuts, file_size
 
     units = []
     for index, path in enumerate(files):
-        try:
-            size = file_size(path)
-            cuts = document_cuts(path, split_bytes, blank_lines_separate_docs)
-        except CorpusError:
-            size, cuts = 0, []
+        size = file_size(path)
+        cuts = document_cuts(path, split_bytes, blank_lines_separate_docs)
         bounds = [0] + cuts + [None]
         for start, end in zip(bounds, bounds[1:]):
             units.append(Unit(index, path, start, end, (size if end is None else end) - start))

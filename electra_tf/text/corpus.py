@@ -54,7 +54,12 @@ from electra_tf.files import atomic_write_text
 
 
 class CorpusError(ValueError):
-    """An input file or glob is unusable (one-line message naming it and what to do)."""
+    """An input file or glob is unusable (one-line message naming it and what to do).
+
+    `transient` is True for a remote read error that may pass on a retry (unavailable,
+    deadline exceeded): the Beam executor then lets the runner retry instead of skipping."""
+
+    transient = False
 
 
 def _is_remote(path: str) -> bool:
@@ -217,10 +222,19 @@ def _non_text_reason(sample: bytes, at_eof: bool) -> Optional[str]:
     return None
 
 
+# TensorFlow file-system errors that say the file itself is bad or absent; every other one
+# (unavailable, deadline exceeded, aborted, internal, ...) may pass on a retry.
+_PERMANENT_TF_ERRORS = ("NotFoundError", "PermissionDeniedError", "InvalidArgumentError",
+                        "DataLossError", "OutOfRangeError", "UnimplementedError",
+                        "FailedPreconditionError")
+
+
 def _read_error(path: str, e: BaseException) -> CorpusError:
     if type(e).__module__.startswith("tensorflow"):  # tf.errors.OpError (remote files)
-        return CorpusError(f"cannot read input file {path}: {getattr(e, 'message', e)}; "
-                           f"check the URL")
+        error = CorpusError(f"cannot read input file {path}: {getattr(e, 'message', e)}; "
+                            f"check the URL")
+        error.transient = type(e).__name__ not in _PERMANENT_TF_ERRORS
+        return error
     reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
     return CorpusError(f"cannot read input file {path}: {reason}; check that it exists, is "
                        f"readable and (for .gz) is complete gzip")
@@ -399,14 +413,29 @@ def iter_document_range(path: str, start: int, end: Optional[int],
         yield from _documents(lines, blank_lines_separate_docs, stats)
 
 
+_READ_CHUNK = 1 << 20
+
+
 def _raw_lines(f, start: int, end: Optional[int]) -> Iterator[bytes]:
-    """The raw lines of a binary file positioned at `start`, up to byte `end` (None: EOF)."""
-    position = start
-    for raw in f:
-        if end is not None and position >= end:
+    """The raw lines of a binary file positioned at `start`, up to byte `end` (None: EOF).
+
+    Lines are split here from fixed-size reads, so positions are exact byte offsets: TF's
+    `GFile.readline` (remote files) drops every carriage return, which would shift a
+    range's end on CRLF text."""
+    position, tail = start, b""
+    while True:
+        chunk = f.read(_READ_CHUNK)
+        if not chunk:
+            if tail and (end is None or position < end):
+                yield tail
             return
-        position += len(raw)
-        yield raw
+        parts = (tail + chunk).split(b"\n")
+        tail = parts.pop()
+        for part in parts:
+            if end is not None and position >= end:
+                return
+            position += len(part) + 1
+            yield part + b"\n"
 
 
 def _documents(lines: Iterator[str], blank_lines_separate_docs: bool,
@@ -504,9 +533,11 @@ def document_cuts(path: str, split_bytes: int,
     nominal = split_bytes
     with _reading(path), _open_binary(path) as f:
         while nominal < size:
-            cut = _next_cut(f, nominal, min(size, nominal + CUT_SEARCH_BYTES))
+            window_end = min(size, nominal + CUT_SEARCH_BYTES)
+            cut = _next_cut(f, nominal, window_end)
             if cut is None:
-                nominal += split_bytes
+                # No boundary in this window: go on past it (never read a byte twice).
+                nominal = max(nominal + split_bytes, window_end)
                 continue
             cuts.append(cut)
             nominal = (cut // split_bytes + 1) * split_bytes
