@@ -57,7 +57,18 @@ def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
         [sys.executable, "-m", "electra_tf.train", f"--train_data={tmp_path}/none-*",
          f"--model_dir={tmp_path / 'run'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # Python and absl are up; TensorFlow is still importing (3 s or more).
+    # Send it once TensorFlow's library is being loaded (it is imported inside `main`, under
+    # `cli.run`, and takes seconds), not after a fixed sleep: on a loaded machine the child
+    # may not even have started Python after a second or two.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/maps") as f:
+                if "libtensorflow_framework" in f.read():
+                    break
+        except OSError:
+            pass
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
