@@ -55,6 +55,7 @@ def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen(
         [sys.executable, "-m", "electra_tf.train", f"--train_data={tmp_path}/none-*",
+         f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}",
          f"--model_dir={tmp_path / 'run'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     # Send it once TensorFlow's library is being loaded (it is imported inside `main`, under
