@@ -57,7 +57,10 @@ def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
         [sys.executable, "-m", "electra_tf.train", f"--train_data={tmp_path}/none-*",
          f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}",
          f"--model_dir={tmp_path / 'run'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True,
+        # A background job of a non-interactive shell (a CI runner) starts with SIGINT
+        # ignored, and an ignored SIGINT is inherited: the child would never see it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Send it once TensorFlow's library is being loaded (it is imported inside `main`, under
     # `cli.run`, and takes seconds), not after a fixed sleep: on a loaded machine the child
     # may not even have started Python after a second or two.
