@@ -16,6 +16,7 @@ import tensorflow as tf
 from electra_tf.modeling.activations import gelu_exact
 from electra_tf.modeling.dropout import use_fast_dropout_in_transformer_layer
 from electra_tf.modeling.embeddings import ElectraEmbeddings
+from electra_tf.modeling.projections import use_flat_projections_in_transformer_layer
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
@@ -103,6 +104,7 @@ class ElectraEncoder(keras_hub.models.Backbone):
             )
             layer.build((None, None, hidden_size))
             use_fast_dropout_in_transformer_layer(layer)
+            use_flat_projections_in_transformer_layer(layer)
             transformer_layers.append(layer)
 
         # Layers are attributes before the functional model is made (the keras-hub way).
