@@ -65,6 +65,13 @@ def model_flops_per_sequence(cfg, seq_length: Optional[int] = None) -> float:
     return flops
 
 
+def peak_matmul_size() -> int:
+    """Side of the matmuls that measure the peak: 2048 saturates a CPU, an accelerator
+    needs 8192 (smaller products leave a GPU's tensor cores partly idle)."""
+    accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    return 8192 if accelerators else 2048
+
+
 def measure_matmul_peak(dtype: str = "float32", size: int = 2048, seconds: float = 2.0) -> float:
     """Measures this machine's dense matmul throughput in FLOP/s (the MFU denominator).
 

@@ -250,7 +250,10 @@ def _train_locked(cfg, tokens, *, train_data, eval_data, model_dir, strategy, la
     else:
         dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(
             t.mixed_precision, "float32")
-        peak_flops = flops.measure_matmul_peak(dtype, size=1024, seconds=0.3)
+        # The same measurement as benchmarks/train_step.py (matrix side by device, best of
+        # ~1 s), so that the logged MFU and the benchmark's agree.
+        peak_flops = flops.measure_matmul_peak(dtype, size=flops.peak_matmul_size(),
+                                               seconds=1.0)
     peak_flops *= strategy.num_replicas_in_sync
     examples_per_step = t.batch_size * t.grad_accum_steps
 
