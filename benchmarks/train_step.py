@@ -22,6 +22,8 @@ because the machine is shared and timings are noisy.
 Usage:
   python benchmarks/train_step.py --precision=fp32 --batch_size=32
   python benchmarks/train_step.py --precision=bf16 --mg_precision=fp32
+  git worktree add /tmp/before <commit>   # then, to time that commit's step alongside:
+  python benchmarks/train_step.py --baseline_repo=/tmp/before
 
 Data: random token ids (uniform over the vocabulary, no padding); throughput does not depend
 on the text.
@@ -57,6 +59,9 @@ flags.DEFINE_bool("accelerator", False, "Run on the GPU/TPU TensorFlow finds (de
                   "CPU, with GPUs hidden). benchmarks/accelerator.sh sets it.")
 flags.DEFINE_integer("peak_matmul_size", 2048, "Side of the matmuls that measure the peak "
                      "(2048 saturates a CPU; an accelerator needs 8192).")
+flags.DEFINE_string("baseline_repo", None, "A checkout of an earlier electra_tf (e.g. `git "
+                    "worktree add /tmp/before <commit>`): its own step is timed as a third "
+                    "network, 'before', alternating with the others in the same run.")
 flags.DEFINE_enum("worker", None, ["ours", "mg"], "Internal: run one timing worker.")
 
 
@@ -255,12 +260,17 @@ def worker_mg():
 
 
 def _run_worker(which: str, argv) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+    repo, script, worker = REPO_ROOT, os.path.abspath(__file__), which
+    if which == "before":  # the baseline checkout's own benchmark and step
+        repo = os.path.abspath(FLAGS.baseline_repo)
+        script, worker = os.path.join(repo, "benchmarks", "train_step.py"), "ours"
+        argv = [a for a in argv if not a.startswith("--baseline_repo")]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo)
     if not FLAGS.accelerator:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU figures: never a GPU by accident
     if which == "mg":
         env["TF_USE_LEGACY_KERAS"] = "1"
-    cmd = [sys.executable, os.path.abspath(__file__), f"--worker={which}"] + argv[1:]
+    cmd = [sys.executable, script, f"--worker={worker}"] + argv[1:]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -280,6 +290,11 @@ def main(argv):
     from electra_tf.training import flops as flops_lib
     mg_precision = FLAGS.mg_precision or FLAGS.precision
     which = ["ours", "mg"] if FLAGS.which == "both" else [FLAGS.which]
+    if FLAGS.baseline_repo:
+        if not os.path.isfile(os.path.join(FLAGS.baseline_repo, "benchmarks", "train_step.py")):
+            raise BenchmarkError(f"--baseline_repo={FLAGS.baseline_repo}: no "
+                                 "benchmarks/train_step.py there; give a checkout of electra_tf")
+        which.insert(1, "before")
     runs = {w: [] for w in which}
     for r in range(FLAGS.rounds):
         order = which if r % 2 == 0 else which[::-1]
@@ -297,7 +312,7 @@ def main(argv):
         times = [t for run in runs[w] for t in run["times"]]
         median = statistics.median(times)
         seq_s = FLAGS.batch_size / median
-        precision = FLAGS.precision if w == "ours" else mg_precision
+        precision = mg_precision if w == "mg" else FLAGS.precision
         # MFU per round against the peak measured in that worker, then the median.
         mfus = [flops * FLAGS.batch_size / statistics.median(r["times"]) / r["peak_flops"]
                 for r in runs[w]]
@@ -317,8 +332,15 @@ def main(argv):
             r["rss_last_gib"] - r["rss_first_gib"] for r in runs[w]), 3)
         if "device" in runs[w][0]:
             result[f"{w}_device"] = runs[w][0]["device"]
-    if len(which) == 2:
+    if "mg" in which and "ours" in which:
         result["ratio_ours_over_mg"] = round(result["ours_seq_per_s"] / result["mg_seq_per_s"], 3)
+    if "before" in which:
+        result["baseline_repo"] = FLAGS.baseline_repo
+        result["ratio_ours_over_before"] = round(
+            result["ours_seq_per_s"] / result["before_seq_per_s"], 3)
+        if "mg" in which:
+            result["ratio_before_over_mg"] = round(
+                result["before_seq_per_s"] / result["mg_seq_per_s"], 3)
     print(json.dumps(result))
 
 

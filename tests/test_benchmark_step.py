@@ -23,9 +23,27 @@ def test_train_step_benchmark_runs_the_trainers_step():
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--which=ours",
          f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}", "--batch_size=4",
-         "--seq_length=32", "--steps=2", "--warmup_steps=1", "--rounds=1"],
+         "--seq_length=32", "--steps=2", "--warmup_steps=1", "--rounds=1",
+         # This checkout as its own baseline: the 'before' worker runs the same step.
+         f"--baseline_repo={REPO}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["benchmark"] == "train_step" and result["ours_seq_per_s"] > 0
     assert 0 < result["ours_mfu"] < 1.5 and result["model_flops_per_seq"] > 0
+    assert result["before_seq_per_s"] > 0 and result["before_params"] == result["ours_params"]
+    assert result["ratio_ours_over_before"] == round(
+        result["ours_seq_per_s"] / result["before_seq_per_s"], 3)
+
+
+def test_train_step_benchmark_refuses_a_baseline_that_is_not_a_checkout(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--which=ours",
+         f"--baseline_repo={tmp_path}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == (f"train_step: --baseline_repo={tmp_path}: no benchmarks/train_step.py "
+                         "there; give a checkout of electra_tf")
+    assert "Traceback" not in proc.stderr
