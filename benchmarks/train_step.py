@@ -264,7 +264,18 @@ def _run_worker(which: str, argv) -> dict:
     if which == "before":  # the baseline checkout's own benchmark and step
         repo = os.path.abspath(FLAGS.baseline_repo)
         script, worker = os.path.join(repo, "benchmarks", "train_step.py"), "ours"
-        argv = [a for a in argv if not a.startswith("--baseline_repo")]
+        # Its own flags only: absl accepts one or two dashes, and "--flag value" as two words.
+        kept, skip = [], False
+        for a in argv:
+            if skip:
+                skip = False
+                continue
+            name = a.lstrip("-")
+            if a.startswith("-") and name.split("=")[0] == "baseline_repo":
+                skip = "=" not in name
+                continue
+            kept.append(a)
+        argv = kept
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo)
     if not FLAGS.accelerator:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU figures: never a GPU by accident
@@ -274,9 +285,25 @@ def _run_worker(which: str, argv) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        errors = proc.stderr.strip().splitlines() or ["no output"]
+        # absl ends a flag error with a "--helpshort" hint; the error is the line before.
+        flag_errors = [l for l in errors if "Unknown command line flag" in l
+                       or "Flags parsing error" in l]
+        tail = flag_errors[-1] if flag_errors else errors[-1]
+        if which == "before" and flag_errors:
+            tail += " (the baseline checkout predates a flag given here; leave it out)"
         raise BenchmarkError(f"the {which} worker failed (exit {proc.returncode}): {tail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    missing = [k for k in _WORKER_KEYS if k not in result]
+    if missing:
+        raise BenchmarkError(f"the {which} worker's result lacks {', '.join(missing)} (a "
+                             "baseline checkout older than this benchmark's memory figures?)")
+    return result
+
+
+# What each worker reports (a --baseline_repo checkout must be recent enough to report them).
+_WORKER_KEYS = ("times", "peak_flops", "peak_rss_gib", "rss_first_gib", "rss_last_gib",
+                "first_step_s", "params")
 
 
 def main(argv):
@@ -336,8 +363,9 @@ def main(argv):
         result["ratio_ours_over_mg"] = round(result["ours_seq_per_s"] / result["mg_seq_per_s"], 3)
     if "before" in which:
         result["baseline_repo"] = FLAGS.baseline_repo
-        result["ratio_ours_over_before"] = round(
-            result["ours_seq_per_s"] / result["before_seq_per_s"], 3)
+        if "ours" in which:
+            result["ratio_ours_over_before"] = round(
+                result["ours_seq_per_s"] / result["before_seq_per_s"], 3)
         if "mg" in which:
             result["ratio_before_over_mg"] = round(
                 result["before_seq_per_s"] / result["mg_seq_per_s"], 3)
@@ -345,9 +373,12 @@ def main(argv):
 
 
 def _entry():
+    sys.path.insert(0, REPO_ROOT)
+    from electra_tf.config import ConfigError
+
     try:
         app.run(main)
-    except BenchmarkError as e:  # one clear line, no traceback
+    except (BenchmarkError, ConfigError) as e:  # one clear line, no traceback
         print(f"train_step: {e}", file=sys.stderr)
         sys.exit(2)
 

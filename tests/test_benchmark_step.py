@@ -47,3 +47,28 @@ def test_train_step_benchmark_refuses_a_baseline_that_is_not_a_checkout(tmp_path
     assert lines[-1] == (f"train_step: --baseline_repo={tmp_path}: no benchmarks/train_step.py "
                          "there; give a checkout of electra_tf")
     assert "Traceback" not in proc.stderr
+
+
+def test_baseline_worker_gets_its_own_flags_and_an_old_result_is_one_clear_line(tmp_path):
+    # A stand-in "older checkout": it fails like absl on a flag it does not know, and
+    # otherwise reports a result from before the memory figures existed.
+    stub = tmp_path / "benchmarks" / "train_step.py"
+    stub.parent.mkdir()
+    stub.write_text(
+        "import json, sys\n"
+        "if any('baseline_repo' in a for a in sys.argv):\n"
+        "    sys.exit(\"FATAL Flags parsing error: Unknown command line flag 'baseline_repo'\\n"
+        "Pass --helpshort or --helpfull to see help on flags.\")\n"
+        "print(json.dumps({'times': [1.0], 'peak_flops': 1e9, 'first_step_s': 1.0,"
+        " 'params': 1}))\n")
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--which=ours",
+         f"--config={os.path.join(REPO, 'configs', 'electra_tiny.yaml')}", "--batch_size=2",
+         "--seq_length=32", "--steps=1", "--warmup_steps=1", "--rounds=1",
+         f"-baseline_repo={tmp_path}"],  # absl's one-dash form is filtered out too
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "train_step: the before worker's result lacks peak_rss_gib, rss_first_gib, "
+        "rss_last_gib (a baseline checkout older than this benchmark's memory figures?)")

@@ -13,8 +13,10 @@ one `BiasAddGrad`. No library layer does this for `MultiHeadAttention`'s project
 
 Variables, names, shapes and `get_config()` are those of the `EinsumDense` it replaces (the
 instance keeps its weights; only its class changes), so checkpoints and saved models are
-unaffected. Equations other than the two above, and quantized or LoRA-enabled layers, fall
-back to `EinsumDense.call`.
+unaffected. Equations or bias layouts other than MultiHeadAttention's, and quantized or
+LoRA-enabled layers, fall back to `EinsumDense.call`. Keras' `Model.quantize` skips
+subclasses of `EinsumDense` (with a warning), so quantize an exported model through the
+TFLite converter (`electra_tf.export`), not `Model.quantize`.
 """
 
 import keras
@@ -23,8 +25,11 @@ import tensorflow as tf
 # The two equations MultiHeadAttention builds for 3-D inputs.
 _IN_PROJECTION = "abc,cde->abde"   # [B, S, H] x [H, N, D] -> [B, S, N, D]
 _OUT_PROJECTION = "abcd,cde->abe"  # [B, S, N, D] x [N, D, H] -> [B, S, H]
+# The bias layouts MultiHeadAttention gives them: over every output dimension.
+_BIAS_AXES = {_IN_PROJECTION: "de", _OUT_PROJECTION: "e"}
 
 
+@keras.saving.register_keras_serializable(package="electra_tf")
 class FlatEinsumDense(keras.layers.EinsumDense):
     """An `EinsumDense` whose two attention equations run as one 2-D `MatMul` + `BiasAdd`.
 
@@ -34,6 +39,7 @@ class FlatEinsumDense(keras.layers.EinsumDense):
 
     def call(self, inputs, training=None):
         if (self.equation not in (_IN_PROJECTION, _OUT_PROJECTION)
+                or self.bias_axes not in (None, _BIAS_AXES[self.equation])
                 or getattr(self, "quantization_mode", None)
                 or getattr(self, "lora_enabled", False)
                 or self.activation not in (None, keras.activations.linear)):
