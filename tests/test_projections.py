@@ -27,24 +27,45 @@ def _outputs_and_grads(block, x, mask):
     return y, grads
 
 
-@pytest.mark.parametrize("policy,tolerance", [("float32", 2e-5), ("mixed_bfloat16", 3e-2)])
-def test_same_outputs_and_gradients_as_einsum(policy, tolerance):
-    reference, flat = _block(dtype=policy), _block(dtype=policy)
-    flat.set_weights(reference.get_weights())
-    assert use_flat_projections_in_transformer_layer(flat) == 4
-    rng = np.random.default_rng(0)
+def _relative_errors(grads, reference):
+    """Per-gradient ||g - r|| / ||r||, floored at 1e-3 of the largest reference norm (the key
+    bias's gradient is zero up to rounding: softmax ignores a per-row constant)."""
+    grads = [tf.cast(g, tf.float32).numpy() for g in grads]
+    reference = [tf.cast(r, tf.float32).numpy() for r in reference]
+    floor = 1e-3 * max(np.linalg.norm(r) for r in reference)
+    return np.array([np.linalg.norm(g - r) / max(np.linalg.norm(r), floor)
+                     for g, r in zip(grads, reference)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_outputs_and_gradients_as_einsum(seed):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
     x = tf.constant(rng.normal(size=(3, 7, 16)), tf.float32)
     mask = tf.constant([[1] * 7, [1] * 5 + [0] * 2, [1] * 2 + [0] * 5])
-    y_ref, g_ref = _outputs_and_grads(reference, x, mask)
-    y_flat, g_flat = _outputs_and_grads(flat, x, mask)
+    weights = _block().get_weights()
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        reference, flat = _block(dtype=policy), _block(dtype=policy)
+        reference.set_weights(weights)
+        flat.set_weights(weights)
+        assert use_flat_projections_in_transformer_layer(flat) == 4
+        results[policy] = (_outputs_and_grads(reference, x, mask),
+                           _outputs_and_grads(flat, x, mask))
+    (y_ref, g_ref), (y_flat, g_flat) = results["float32"]
+    # float32: the same function up to summation order.
     assert y_flat.dtype == y_ref.dtype and y_flat.shape == y_ref.shape == (3, 7, 16)
-    scale = float(tf.reduce_max(tf.abs(tf.cast(y_ref, tf.float32))))
-    np.testing.assert_allclose(tf.cast(y_flat, tf.float32), tf.cast(y_ref, tf.float32),
-                               atol=tolerance * scale)
+    np.testing.assert_allclose(y_flat.numpy(), y_ref.numpy(), atol=2e-5)
     assert len(g_flat) == len(g_ref) == 1 + 16  # x, and 16 weights of a block
-    for a, b in zip(g_flat, g_ref):
-        a, b = tf.cast(a, tf.float32).numpy(), tf.cast(b, tf.float32).numpy()
-        np.testing.assert_allclose(a, b, atol=tolerance * max(1.0, np.abs(b).max()))
+    assert _relative_errors(g_flat, g_ref).max() < 2e-5
+    # bf16: both paths round every product to ~3 digits, in different orders; against the
+    # float32 gradients the flat path is no less accurate than Keras' einsum.
+    (y16_ref, g16_ref), (y16_flat, g16_flat) = results["mixed_bfloat16"]
+    assert y16_flat.dtype == y16_ref.dtype == tf.bfloat16
+    einsum_error = _relative_errors(g16_ref, g_ref)
+    flat_error = _relative_errors(g16_flat, g_ref)
+    assert flat_error.max() < 0.1 and einsum_error.max() < 0.1
+    assert flat_error.mean() < 1.5 * einsum_error.mean() + 1e-3, (flat_error, einsum_error)
 
 
 def test_projections_become_two_dimensional_matmuls_with_dynamic_shapes():
