@@ -5,7 +5,8 @@ Three figures from one run, on the same machine load:
      examples/s: the input pipeline must deliver at least 10x what a step consumes;
   2. binary: `python -m electra_tf.train` on those TFRecords for --train_steps steps, its own
      logged `examples_per_sec` (metrics.jsonl; the first logging interval, which holds the
-     tracing, is dropped);
+     tracing, is dropped), its peak resident memory and how much its resident memory grew
+     from the end of the second interval to the end of the run;
   3. step: the isolated step of `benchmarks/train_step.py --which=ours` (the same
      `PretrainingStep.train_loop` the trainer runs) at the same config, batch and precision.
 Data: the first --megabytes of ../shared/data/en_corpus (else the embedded corpus), a
@@ -80,9 +81,13 @@ def _binary_rate(args, pattern, vocab, model_dir):
                          f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     with open(os.path.join(model_dir, "metrics.jsonl"), encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    rates = [r["examples_per_sec"] for r in records if r.get("split") == "train"][1:]
-    mfus = [r["mfu"] for r in records if r.get("split") == "train"][1:]
-    return statistics.median(rates), statistics.median(mfus), len(rates)
+    train = [r for r in records if r.get("split") == "train"][1:]
+    memory = [r["memory_gib"] for r in train]
+    return {"rate": statistics.median(r["examples_per_sec"] for r in train),
+            "mfu": statistics.median(r["mfu"] for r in train), "intervals": len(train),
+            "peak_memory_gib": train[-1]["peak_memory_gib"],
+            # Resident memory from the end of the second interval to the end of the run.
+            "memory_growth_gib": memory[-1] - memory[0]}
 
 
 def _step_rate(args):
@@ -129,16 +134,18 @@ def main():
     pattern = os.path.join(tmp, "data", "pretrain-*")
 
     reader = _reader_rate(pattern, args.batch_size, args.seq_length, args.reader_batches)
-    binary, binary_mfu, intervals = _binary_rate(args, pattern, vocab,
-                                                 os.path.join(tmp, "run"))
+    run = _binary_rate(args, pattern, vocab, os.path.join(tmp, "run"))
+    binary = run["rate"]
     step, step_mfu = _step_rate(args)
     print(json.dumps({
         "benchmark": "train_end_to_end", "config": args.config, "precision": args.precision,
         "batch_size": args.batch_size, "seq_length": args.seq_length, "corpus": corpus,
         "examples": sidecar["examples"], "train_steps": args.train_steps,
         "reader_examples_per_s": round(reader, 1),
-        "binary_examples_per_s": round(binary, 2), "binary_mfu": round(binary_mfu, 4),
-        "binary_intervals": intervals,
+        "binary_examples_per_s": round(binary, 2), "binary_mfu": round(run["mfu"], 4),
+        "binary_intervals": run["intervals"],
+        "binary_peak_memory_gib": round(run["peak_memory_gib"], 3),
+        "binary_memory_growth_gib": round(run["memory_growth_gib"], 3),
         "step_seq_per_s": round(step, 2), "step_mfu": round(step_mfu, 4),
         "reader_over_step": round(reader / step, 1),
         "binary_over_step": round(binary / step, 3),

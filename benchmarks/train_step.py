@@ -103,34 +103,21 @@ def _time_steps(step, *args, precision="fp32"):
     import numpy as np
     sys.path.insert(0, REPO_ROOT)
     from electra_tf.training.flops import measure_matmul_peak
+    from electra_tf.training.host_memory import peak_resident_gib, resident_gib
     dtype = "bfloat16" if precision == "bf16" else "float32"
     for _ in range(FLAGS.warmup_steps):
         np.asarray(step(*args))
     peaks = [measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0)]
-    times, resident = [], [_resident_gib()]
+    times, resident = [], [resident_gib()]
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
         np.asarray(step(*args))
         times.append(time.perf_counter() - start)
-        resident.append(_resident_gib())
-    peak_rss = _peak_resident_gib()  # before the second peak measurement adds its own
+        resident.append(resident_gib())
+    peak_rss = peak_resident_gib()  # before the second peak measurement adds its own
     peaks.append(measure_matmul_peak(dtype, size=FLAGS.peak_matmul_size, seconds=2.0))
     return {"times": times, "peak_flops": float(np.mean(peaks)), "peak_rss_gib": peak_rss,
             "rss_first_gib": resident[1], "rss_last_gib": resident[-1]}
-
-
-def _resident_gib() -> float:
-    """This process's resident memory now (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
-
-
-def _peak_resident_gib() -> float:
-    """This process's peak resident memory so far (ru_maxrss, KiB on Linux)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 def worker_ours():

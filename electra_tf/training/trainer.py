@@ -24,7 +24,7 @@ from absl import flags, logging
 
 from electra_tf import config as config_lib
 from electra_tf import model_dir as model_dir_lib
-from electra_tf.training import checkpointing, metrics_log, step as step_lib
+from electra_tf.training import checkpointing, host_memory, metrics_log, step as step_lib
 from electra_tf.training import strategy as strategy_lib
 
 TRAIN_METRICS = step_lib.TRAIN_METRICS
@@ -409,12 +409,18 @@ def _log_train(log, log_fn, step, train_steps, interval, steps, seconds, global_
     record["examples_per_sec"] = examples_per_sec
     record["tokens_per_sec"] = float(interval[-1]) / seconds
     record["mfu"] = flops_per_example * examples_per_sec / peak_flops
+    resident = host_memory.resident_gib()
+    if resident is not None:
+        record["memory_gib"] = resident
+    record["peak_memory_gib"] = host_memory.peak_resident_gib()
     log.write(record)
     log_fn(
         f"step {step}/{train_steps} | loss {record['loss']:.4f} mlm {record['mlm_loss']:.4f} "
         f"disc {record['disc_loss']:.4f} | lr {record['learning_rate']:.3e} | "
         f"{examples_per_sec:.1f} ex/s {record['tokens_per_sec']:.0f} tok/s | "
-        f"mfu {100 * record['mfu']:.2f}%")
+        f"mfu {100 * record['mfu']:.2f}% | memory "
+        + (f"{resident:.2f} GiB, " if resident is not None else "")
+        + f"peak {record['peak_memory_gib']:.2f} GiB")
     return record
 
 
