@@ -21,7 +21,7 @@ collect_ignore = ["setup.py", "benchmarks", "tools", "electra_tf/train.py",
                   "electra_tf/export/__main__.py", "electra_tf/export/__init__.py"]
 # Apache Beam is an optional extra (pip install -e .[beam]).
 if importlib.util.find_spec("apache_beam") is None:
-    collect_ignore.append("electra_tf/data/beam_pipeline.py")
+    collect_ignore += ["electra_tf/data/beam_pipeline.py", "electra_tf/data/beam_transforms.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -114,7 +114,7 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
     from electra_tf.data.pretraining_builder import build_pretraining_data
-    from electra_tf.text.corpus import embedded_corpus_files
+    from electra_tf.text.embedded_corpus import embedded_corpus_files
 
     tmp = tempfile.mkdtemp(prefix="corpus_builder_bench_")
     if os.path.isdir(SHARED_CORPUS):
@@ -139,7 +139,7 @@ def main():
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         return sidecar, wall, cpu
 
-    from electra_tf.data.pretraining_builder import electra_tokenizer_factory
+    from electra_tf.data.unit_encoder import electra_tokenizer_factory
 
     best = {}
     for i in range(args.repeats):  # interleaved, so that load changes hit both alike

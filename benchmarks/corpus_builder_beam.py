@@ -82,7 +82,7 @@ def _encoder_throughput(files, vocab_path, args):
     import collections
 
     from electra_tf.data import build_plan
-    from electra_tf.data.pretraining_builder import UnitEncoder, electra_tokenizer_factory
+    from electra_tf.data.unit_encoder import UnitEncoder, electra_tokenizer_factory
     from electra_tf.text.vocab import load_vocab
 
     tokens = load_vocab(vocab_path)
@@ -128,7 +128,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    from electra_tf.text.corpus import embedded_corpus_files
+    from electra_tf.text.embedded_corpus import embedded_corpus_files
 
     tmp = tempfile.mkdtemp(prefix="corpus_builder_beam_")
     try:

@@ -14,10 +14,11 @@ import tensorflow as tf
 
 from electra_tf.data import packing
 from electra_tf.data.build_plan import Unit
-from electra_tf.data.pretraining_builder import build_pretraining_data, unit_rng
+from electra_tf.data.pretraining_builder import build_pretraining_data
 from electra_tf.data.pretraining_reader import (DataError, DataMismatchError, check_sidecar,
                                                 pretraining_dataset, read_sidecar)
-from electra_tf.text.corpus import iter_documents
+from electra_tf.data.unit_encoder import unit_rng
+from electra_tf.text.documents import iter_documents
 from electra_tf.text.tokenizer import ElectraTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

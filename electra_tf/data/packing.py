@@ -11,7 +11,7 @@ are carried into the next example of the document, so no text is lost;
 
 Long lines: `split_sentences` cuts a line at sentence ends (Chinese 。！？；, and . ! ?
 followed by a space) and `chunk` cuts what is still longer than an example; the builder
-(`pretraining_builder.UnitEncoder`) applies both to lines longer than `max_seq_length - 2`
+(`unit_encoder.UnitEncoder`) applies both to lines longer than `max_seq_length - 2`
 tokens before packing.
 
 `examples_to_arrays` lays the segments out as `[CLS] A [SEP] B [SEP]` + padding with NumPy
@@ -109,7 +109,7 @@ class ExampleBuilder:
     Args:
         max_seq_length: length of every example, [CLS] and [SEP]s included.
         rng: the `random.Random` all decisions are drawn from (the builder uses one per
-            unit of work, seeded: `pretraining_builder.unit_rng`).
+            unit of work, seeded: `unit_encoder.unit_rng`).
         keep_overflow: carry the tokens that do not fit into the next example (no text
             lost), else drop them (the reference).
     """

@@ -7,12 +7,12 @@ writes `input_ids`, `input_mask`, `segment_ids` (int64, fixed length) into
 
 Units and determinism: the work is cut into units, an input file or, for a file larger
 than `split_bytes` (64 MiB), byte ranges of it cut at document boundaries
-(`build_plan.plan_units`). `UnitEncoder` reads, tokenizes, packs and serializes one unit
-with its own `random.Random` (`unit_rng`, seeded from the seed and the unit's identity: its
-file's position in the sorted input list and its start offset) and its own
-`packing.ExampleBuilder`, so the set of examples depends only on the inputs, vocabulary,
-seed, `max_seq_length`, casing, `split_bytes` (and the document and truncation options),
-not on the number of workers or the executor.
+(`build_plan.plan_units`). `unit_encoder.UnitEncoder` reads, tokenizes, packs and
+serializes one unit with its own `random.Random` (`unit_encoder.unit_rng`, seeded from the
+seed and the unit's identity: its file's position in the sorted input list and its start
+offset) and its own `packing.ExampleBuilder`, so the set of examples depends only on the
+inputs, vocabulary, seed, `max_seq_length`, casing, `split_bytes` (and the document and
+truncation options), not on the number of workers or the executor.
 
 Two executors run the same `UnitEncoder`: this module's local one (`--runner=local`: K
 worker processes, unit u and shard s to worker u % K and s % K, each worker writing its
@@ -20,10 +20,9 @@ examples round-robin to its shards, so which shard holds an example, and the sha
 bytes, depend on K as well), and `beam_pipeline` (`--runner=beam`: Apache Beam, local or on
 a cluster).
 
-No text is lost (docs/architecture.md, "Pretraining data"): a line longer than an example
-(`max_seq_length - 2` tokens) is split into sentences (`packing.split_sentences`) and a
-sentence still too long is cut into pieces (`packing.chunk`); what does not fit an example
-is carried into the next one (`packing.ExampleBuilder`). The sidecar counts `text_tokens`,
+No text is lost (docs/architecture.md, "Pretraining data"; `unit_encoder`): a line longer
+than an example is split into sentences, a sentence still too long is cut into pieces, and
+what does not fit an example is carried into the next one. The sidecar counts `text_tokens`,
 `truncated_tokens` (0 unless `reference_truncation`) and `split_lines`.
 
 Refused before any work, with one line: an output directory that cannot be written, binary
@@ -31,9 +30,10 @@ or non-UTF-8 inputs, inputs with no text (`corpus.check_inputs`); a build that s
 no example is not published. A write that fails mid-build (a full disk) is a one-line
 `DataError`; the unfinished worker's files are removed and a rerun resumes.
 
-Where things go, how an interrupted build resumes and when an output directory is refused:
-`build_plan`. Running the workers in processes with a progress bar: `worker_pool`. What one
-worker does: `run_worker`; what is done to each unit: `UnitEncoder.encode`.
+The units, the workers' jobs and the sidecar: `build_plan`. Where things go, how an
+interrupted build resumes and when an output directory is refused: `build_output`. Running
+the workers in processes with a progress bar: `worker_pool`. What one worker does:
+`run_worker`; what is done to each unit: `unit_encoder.UnitEncoder.encode`.
 
 Example:
 
@@ -54,193 +54,19 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import random
 import shutil
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
-from electra_tf.data import build_plan, packing, worker_pool
-from electra_tf.data.build_plan import PackingSpec, Unit, WorkerJob, shard_name, write_json
-from electra_tf.data.example_encoding import serialize_examples
-from electra_tf.data.pretraining_reader import FEATURES, DataError
+from electra_tf.data import build_output, build_plan, worker_pool
+from electra_tf.data.build_output import write_json
+from electra_tf.data.build_plan import WorkerJob, shard_name
+from electra_tf.data.pretraining_reader import DataError
+# What is done to each unit lives in its own module; re-exported here.
+from electra_tf.data.unit_encoder import (DEFAULT_TOKENIZE_BATCH_LINES,  # noqa: F401
+                                          UnitEncoder, electra_tokenizer_factory, unit_rng)
 
-# Lines per tokenize call: large enough that per-call overhead vanishes, small enough that
-# memory stays flat (a few MB of text).
-DEFAULT_TOKENIZE_BATCH_LINES = 4096
 # Each worker holds one open file per shard it writes.
 MAX_SHARDS = 10000
-
-
-def electra_tokenizer_factory(vocab: Sequence[str], lower_case: bool) -> Callable:
-    """Default tokenizer of the builder: `ElectraTokenizer.tokenize` on batches of lines.
-
-    Args:
-        vocab: the vocabulary tokens.
-        lower_case: lower-case and strip accents.
-
-    Returns:
-        A function lines (list[str]) -> (flat ids np.ndarray, row_splits np.ndarray).
-    """
-    import tensorflow as tf
-
-    from electra_tf.text.tokenizer import ElectraTokenizer
-
-    tokenizer = ElectraTokenizer(list(vocab), lower_case=lower_case)
-
-    # One traced graph for every batch: eager dispatch of the tokenizer's ops costs more
-    # than tokenizing a few hundred lines. No autograph: there is no Python control flow to
-    # convert, and converting tensorflow-text's sources takes seconds.
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
-    def tokenize(lines):
-        ragged = tokenizer.tokenize(lines)
-        return ragged.flat_values, ragged.row_splits
-
-    def run(lines):
-        values, splits = tokenize(tf.constant(lines, dtype=tf.string))
-        return values.numpy(), splits.numpy()
-
-    return run
-
-
-def unit_rng(seed: int, unit: Unit) -> random.Random:
-    """The random stream of one unit: a function of (seed, file position, start offset) only.
-
-    >>> unit = Unit(file_index=0, path="a.txt", start=0, end=None, size=10)
-    >>> unit_rng(0, unit).random() == unit_rng(0, unit).random() != unit_rng(1, unit).random()
-    True
-    """
-    # A str seed is hashed with SHA-512 by `random.seed`, independent of PYTHONHASHSEED.
-    return random.Random(f"electra_tf-pretraining-data:{seed}:{unit.file_index}:{unit.start}")
-
-
-def _tokenize_units(lines: list, limit: int, tokenize: Callable,
-                    stats: collections.Counter) -> list:
-    """Each line's packing units: its tokens, or its sentences' tokens cut to `limit`.
-
-    A line of more than `limit` characters (so possibly of more than `limit` tokens) is cut
-    into sentences before the one tokenize call of the batch; the cuts fall where the
-    tokenizer splits anyway (`packing.split_sentences`), so its sentences' tokens are the
-    line's tokens. If they number at most `limit`, they stay one unit, as the whole line;
-    else each sentence is a unit, cut into pieces of `limit` tokens if still too long.
-
-    Args:
-        lines: the texts of a batch.
-        limit: the most tokens a unit may have.
-        tokenize: the batch tokenizer.
-        stats: counts `text_tokens` and `split_lines` (lines longer than `limit` tokens).
-
-    Returns:
-        One list of units (token id lists) per line; the units of a line together are
-        exactly its tokens, in order.
-    """
-    parts = [packing.split_sentences(line) if len(line) > limit else [line] for line in lines]
-    values, splits = tokenize([part for group in parts for part in group])
-    flat, splits = values.tolist(), splits.tolist()
-    stats["text_tokens"] += len(flat)
-    units, k = [], 0
-    for group in parts:
-        start, end = splits[k], splits[k + len(group)]
-        if end - start <= limit:
-            units.append([flat[start:end]])
-        else:
-            stats["split_lines"] += 1
-            units.append([piece for i in range(k, k + len(group))
-                          for piece in packing.chunk(flat[splits[i]:splits[i + 1]], limit)])
-        k += len(group)
-    return units
-
-
-class UnitEncoder:
-    """Reads, tokenizes, packs and serializes units: the per-unit code of both executors.
-
-    Built once per worker (the tokenizer is traced once); `encode` then runs unit after unit.
-
-    Args:
-        spec: how units are read, tokenized and packed.
-    """
-
-    def __init__(self, spec: PackingSpec):
-        from electra_tf.text.vocab import special_ids
-
-        self.spec = spec
-        ids = special_ids(spec.vocab)
-        self._cls_id, self._sep_id, self._pad_id = ids["cls_id"], ids["sep_id"], ids["pad_id"]
-        self._tokenize = spec.tokenizer_factory(spec.vocab, spec.lower_case)
-
-    def encode(self, unit: Unit, stats: collections.Counter,
-               progress: Optional[Callable] = None) -> Iterator[list]:
-        """Yields the serialized `tf.train.Example`s of one unit, a batch at a time.
-
-        The unit gets a fresh `random.Random` (`unit_rng`) and a fresh
-        `packing.ExampleBuilder`; a document's end emits everything it holds, and a unit
-        ends at a document's end, so nothing is left in the builder afterwards.
-
-        Args:
-            unit: the unit.
-            stats: counts of the unit, added in place as it goes (`documents`, `lines`,
-                `text_tokens`, `split_lines`, `examples`, `tokens`, the bad-input counts;
-                `single_segment_examples`, `short_target_examples`, `truncated_tokens`,
-                `units` and `files` when the unit ends or stops).
-            progress: optional callback(bytes_read, tokens_written) after each batch.
-
-        Yields:
-            list[bytes]: the records of the next tokenize batch (possibly empty).
-
-        Raises:
-            CorpusError: the unit's file is unreadable or not text.
-        """
-        from electra_tf.text.corpus import iter_document_range
-
-        spec = self.spec
-        builder = packing.ExampleBuilder(spec.max_seq_length, rng=unit_rng(spec.seed, unit),
-                                         keep_overflow=not spec.reference_truncation)
-        batch = spec.tokenize_batch_lines
-        pieces, n_lines, n_chars = [], 0, 0
-        try:
-            for document in iter_document_range(unit.path, unit.start, unit.end,
-                                                spec.blank_lines_separate_docs, stats):
-                # A document longer than a batch (e.g. a whole file without blank lines) is
-                # cut into parts, so memory stays bounded by the batch size.
-                for start in range(0, len(document), batch):
-                    piece = document[start:start + batch]
-                    pieces.append((piece, start + batch >= len(document)))
-                    n_lines += len(piece)
-                    n_chars += sum(len(line) + 1 for line in piece)
-                    if n_lines >= batch:
-                        yield self._pack(pieces, builder, stats, n_chars, progress)
-                        pieces, n_lines, n_chars = [], 0, 0
-            yield self._pack(pieces, builder, stats, n_chars, progress)
-        finally:
-            stats["single_segment_examples"] += builder.single_segment_examples
-            stats["short_target_examples"] += builder.short_targets
-            stats["truncated_tokens"] += builder.truncated_tokens
-            stats["units"] += 1
-            stats["files"] += unit.start == 0
-
-    def _pack(self, pieces: list, builder: packing.ExampleBuilder,
-              stats: collections.Counter, n_chars: int, progress: Optional[Callable]) -> list:
-        """Tokenizes pieces (lines, end_of_document) in one call, packs and serializes them."""
-        spec = self.spec
-        lines = [line for piece, _ in pieces for line in piece]
-        units = _tokenize_units(lines, spec.max_seq_length - 2, self._tokenize, stats) \
-            if lines else []
-        pairs, line = [], 0
-        for piece, end_of_document in pieces:
-            sentences = [unit for j in range(line, line + len(piece)) for unit in units[j]]
-            line += len(piece)
-            pairs.extend(builder.add_lines(sentences, end_of_document))
-        records, tokens = [], 0
-        if pairs:
-            input_ids, input_mask, segment_ids = packing.examples_to_arrays(
-                pairs, spec.max_seq_length, cls_id=self._cls_id, sep_id=self._sep_id,
-                pad_id=self._pad_id)
-            records = serialize_examples(
-                dict(zip(FEATURES, (input_ids, input_mask, segment_ids))))
-            tokens = int(input_mask.sum())
-            stats["examples"] += len(records)
-            stats["tokens"] += tokens
-        if progress:
-            progress(n_chars, tokens)
-        return records
 
 
 def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
@@ -277,7 +103,7 @@ def run_worker(job: WorkerJob, progress: Optional[Callable] = None) -> dict:
             # TensorFlow's errors do not cross process boundaries (they do not unpickle);
             # their message names the file.
             where = getattr(e, "filename", None) or os.path.dirname(job.build_dir)
-            raise build_plan.write_error(where, e) from None
+            raise build_output.write_error(where, e) from None
         raise
 
 
@@ -403,7 +229,7 @@ def build_pretraining_data(
     check_arguments(max_seq_length=max_seq_length, num_shards=num_shards,
                     num_workers=num_workers, compression=compression,
                     tokenize_batch_lines=tokenize_batch_lines, split_bytes=split_bytes)
-    build_plan.check_output_dir(output_dir)
+    build_output.check_output_dir(output_dir)
     if isinstance(vocab, (str, os.PathLike)):
         tokens = vocab_lib.load_vocab(os.fspath(vocab))
     else:
@@ -419,26 +245,26 @@ def build_pretraining_data(
         reference_truncation=reference_truncation, split_bytes=split_bytes,
         num_units=len(units))
     existed = os.path.isdir(output_dir)
-    previous = build_plan.prepare_output_dir(output_dir, build)
+    previous = build_output.prepare_output_dir(output_dir, build)
     if previous is not None:
         return previous
 
     spec = build_plan.packing_spec(build, tokens, tokenize_batch_lines=tokenize_batch_lines,
                                    tokenizer_factory=tokenizer_factory)
     jobs = build_plan.plan_jobs(build, units, spec,
-                                os.path.join(output_dir, build_plan.BUILD_DIR),
+                                os.path.join(output_dir, build_output.BUILD_DIR),
                                 fail_after_examples=_fail_after_examples)
     results = {}
     todo = []
     for job in jobs:
-        done = build_plan.finished_result(job, output_dir)
+        done = build_output.finished_result(job, output_dir)
         if done is not None:
             results[job.worker_index] = done
         else:
             todo.append(job)
     workers = build["num_workers"]
     todo_bytes = sum(unit.size for job in todo for unit in job.units)
-    build_dir = os.path.join(output_dir, build_plan.BUILD_DIR)
+    build_dir = os.path.join(output_dir, build_output.BUILD_DIR)
     try:
         ran = worker_pool.run_jobs(run_worker, todo, total_bytes=todo_bytes,
                                    show_progress=progress,
@@ -465,5 +291,5 @@ def build_pretraining_data(
                         f"text tokenizes to nothing (only control or format characters); "
                         f"nothing was written, give text files")
     # Every worker is done: move the shards into place, then the sidecar, last.
-    build_plan.publish(output_dir, sidecar)
+    build_output.publish(output_dir, sidecar)
     return sidecar
