@@ -82,7 +82,7 @@ def main():
     from electra_tf.export.calibration import load_calibration_data
     from electra_tf.export.source import ExportSource
     from electra_tf.text.tokenizer import ElectraTokenizer
-    from electra_tf.model_dir import build_pretrainer
+    from electra_tf.model_loading import build_pretrainer
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = config_lib.load_config(os.path.join(repo, "configs", "electra_small.yaml"))

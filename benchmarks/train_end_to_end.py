@@ -119,7 +119,7 @@ def main():
     from corpus_builder import slice_corpus
 
     from electra_tf.data.pretraining_builder import build_pretraining_data
-    from electra_tf.text.corpus import embedded_corpus_files
+    from electra_tf.text.embedded_corpus import embedded_corpus_files
 
     tmp = tempfile.mkdtemp(prefix="train_end_to_end_")
     if os.path.isdir(SHARED_CORPUS):

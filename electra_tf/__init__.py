@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 # Loaders are re-exported lazily so that `import electra_tf` (e.g. for the config or the
 # tokenizer) does not import TensorFlow and Keras.
 _LAZY = {
-    "load_pretrainer": "electra_tf.model_dir",
-    "load_discriminator": "electra_tf.model_dir",
+    "load_pretrainer": "electra_tf.model_loading",
+    "load_discriminator": "electra_tf.model_loading",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

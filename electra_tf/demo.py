@@ -9,7 +9,6 @@ complete, so running the demo again resumes where it stopped.
 
 import json
 import os
-import sys
 import time
 
 # Quiet TensorFlow's C++ start-up and converter chatter (set before TensorFlow loads; the
@@ -50,11 +49,11 @@ def _stage(title):
 
 
 def build_corpus_and_vocab(out):
-    from electra_tf.text import corpus, vocab_learning
+    from electra_tf.text import embedded_corpus, vocab_learning
 
     cache = os.path.join(out, "corpus")
-    files = corpus.embedded_corpus_files(cache)
-    stats = corpus.embedded_corpus_stats(cache)
+    files = embedded_corpus.embedded_corpus_files(cache)
+    stats = embedded_corpus.embedded_corpus_stats(cache)
     print(f"embedded corpus: {stats['files']} files, {stats['bytes'] / 1e6:.1f} MB, "
           f"{stats['documents']} documents, {stats['words']} words of Python standard-library "
           "docstrings and comments")
@@ -142,12 +141,12 @@ def finetune_downstream(out, model_dir, vocab_path):
 
     import keras
 
-    from electra_tf.text import corpus
+    from electra_tf.text import embedded_corpus
     from electra_tf.training.finetuning import FinetuneOptions, run_finetuning
 
     data_dir = os.path.join(out, "downstream")
     if not os.path.exists(os.path.join(data_dir, "dev.csv")):
-        pairs = corpus.embedded_paragraph_kinds()
+        pairs = embedded_corpus.embedded_paragraph_kinds()
         cut = int(len(pairs) * 0.75)  # modules in source order: train and dev do not share one
         os.makedirs(data_dir, exist_ok=True)
         for name, rows, n in (("train.csv", pairs[:cut], FLAGS.downstream_examples),

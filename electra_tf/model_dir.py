@@ -1,4 +1,4 @@
-"""The model directory: the one place that finds, checks, writes and loads a run's directory.
+"""The model directory: the one place that finds, checks and writes a run's directory.
 
 A model dir is self-describing (docs/architecture.md, "The model dir"):
 
@@ -10,27 +10,47 @@ A model dir is self-describing (docs/architecture.md, "The model dir"):
     .lock            the lock a writing run holds (`lock_model_dir`; its process id)
 
 Pretraining creates one (`prepare_model_dir`); export, fine-tuning and conversion open one
-(`open_model_dir`), and `load_pretrainer` / `load_discriminator` rebuild the trained models
-from one with nothing else needed, falling back from a damaged newest checkpoint to an older
-one. A run writing one holds its lock (`lock_model_dir`). Every refusal is a `ModelDirError`
-with one line: what is wrong, where, what to do.
+(`open_model_dir`); a fine-tuned one also holds `finetune.json` (`read_finetune_info`). A run
+writing one holds its lock (`lock_model_dir`). Every refusal is a `ModelDirError` with one
+line: what is wrong, where, what to do.
+
+Three neighbours hold the rest, and everything they offer is importable from here too:
+`run_dir_guard.py` (the lock, writability, full disks, leftovers), `model_checkpoints.py`
+(finding a dir's checkpoints, falling back from a damaged one) and `model_loading.py`
+(`load_pretrainer`, `load_discriminator`, `load_task_model`: the trained models rebuilt from
+a dir with nothing else needed; re-exported lazily, as that module imports this one).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
-import re
 from typing import Optional
 
 from electra_tf import config as config_lib
 from electra_tf import files
+from electra_tf._lazy import lazy_exports
+# Finding and checking checkpoints lives in its own module; re-exported here.
+from electra_tf.model_checkpoints import (_require_checkpoint,  # noqa: F401
+                                          checkpoint_candidates, checkpoint_problem, is_damage,
+                                          is_weights_only, latest_checkpoint, warn_damaged)
 # The lock, writability and leftover handling live in their own module; re-exported here.
 from electra_tf.run_dir_guard import (LOCK_FILE, ModelDirError, ModelDirLock,  # noqa: F401
                                       check_writable_dir, describe_error, is_disk_full,
                                       lock_model_dir, output_error, remove_stale_temporaries)
+
+# Building and loading models from a model dir: `model_loading.py`, which imports this module,
+# so its names are re-exported lazily (PEP 562).
+_EXPORTS = {
+    "special_token_ids": "electra_tf.model_loading",
+    "build_pretrainer": "electra_tf.model_loading",
+    "load_pretrainer": "electra_tf.model_loading",
+    "load_discriminator": "electra_tf.model_loading",
+    "build_task_model_from_dir": "electra_tf.model_loading",
+    "load_task_model": "electra_tf.model_loading",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 CONFIG_FILE = "config.yaml"
 VOCAB_FILE = "vocab.txt"
@@ -101,45 +121,6 @@ def read_config(model_dir: str) -> config_lib.ElectraConfig:
     return config_lib.load_config(path)
 
 
-def special_token_ids(tokens: list[str]) -> dict:
-    """Ids of [PAD], [CLS], [SEP], [MASK] in a vocabulary, as ElectraPretrainer kwargs.
-
-    Args:
-      tokens: the vocabulary (token per id).
-    """
-    from electra_tf.text import vocab as vocab_lib
-
-    ids = vocab_lib.special_ids(tokens)  # found by token, so BERT-style vocabs work too
-    return {key: ids[key] for key in ("pad_id", "cls_id", "sep_id", "mask_id")}
-
-
-def latest_checkpoint(model_dir: str) -> Optional[str]:
-    """Path prefix of the newest complete checkpoint in `model_dir`, or None.
-
-    Args:
-      model_dir: the run directory.
-    """
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(model_dir)
-
-
-_CKPT_NUMBER = re.compile(r"-(\d+)$")
-
-
-def is_weights_only(path: str) -> bool:
-    """Whether a checkpoint holds a model's weights and nothing else (no step counter, no
-    optimizer): what the converter writes as ckpt-0.
-
-    Args:
-      path: a checkpoint prefix.
-    """
-    import tensorflow as tf
-
-    names = [name for name, _ in tf.train.list_variables(path)]
-    return not any(name.startswith(("step/", "optimizer/")) for name in names)
-
-
 def _converted_untrained(model_dir: str) -> Optional[dict]:
     """The conversion record of a converted model dir not trained yet, else None."""
     path = os.path.join(model_dir, CONVERSION_FILE)
@@ -157,115 +138,6 @@ def _converted_untrained(model_dir: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def checkpoint_candidates(model_dir: str) -> list[str]:
-    """Checkpoint prefixes of `model_dir`, newest first: what a restore may fall back to.
-
-    The order is TF's `checkpoint` index (the order of the saves); when that file exists but
-    cannot be parsed, every `ckpt-N` with an `.index` file, highest N first.
-
-    Args:
-      model_dir: the run directory.
-    """
-    import tensorflow as tf
-
-    state = tf.train.get_checkpoint_state(model_dir)
-    if state is not None:
-        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
-            paths.append(state.model_checkpoint_path)
-        # TF has already joined relative entries to `model_dir`; an absolute entry that is
-        # not there (a directory moved or copied) is looked for beside the index.
-        paths = [_here(model_dir, p) for p in paths if p]
-        return list(reversed(paths))
-    if not os.path.isfile(os.path.join(model_dir, "checkpoint")):
-        return []
-    found = glob.glob(os.path.join(model_dir, "ckpt-*.index"))
-    prefixes = [f[:-len(".index")] for f in found]
-    prefixes = [p for p in prefixes if _CKPT_NUMBER.search(p)]
-    return sorted(prefixes, key=lambda p: int(_CKPT_NUMBER.search(p).group(1)), reverse=True)
-
-
-def _here(model_dir: str, path: str) -> str:
-    local = os.path.join(model_dir, os.path.basename(path))
-    if not os.path.exists(path + ".index") and os.path.exists(local + ".index"):
-        return local
-    return path
-
-
-def _fallback_candidates(model_dir: str) -> list[str]:
-    """`checkpoint_candidates`, then, in a fine-tuned model dir, the kept seed's own copy of
-    the kept weights (`seed-N/best/`), from which the dir's checkpoint was written."""
-    candidates = checkpoint_candidates(model_dir)
-    try:
-        with open(os.path.join(model_dir, "results.json"), encoding="utf-8") as f:
-            seed = json.load(f)["kept_seed"]
-        seed_dir = os.path.join(model_dir, f"seed-{seed}")
-        with open(os.path.join(seed_dir, "state.json"), encoding="utf-8") as f:
-            name = os.path.basename(json.load(f)["best"]["checkpoint"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return candidates
-    best = os.path.join(seed_dir, "best", name)
-    return candidates + [best] if candidates and best not in candidates else candidates
-
-
-def checkpoint_problem(path: str) -> Optional[str]:
-    """What makes the checkpoint at `path` unreadable, or None when it looks intact.
-
-    Cheap: its index is parsed and its object graph (written last, at the end of the data)
-    is read, which finds missing and truncated files; a flipped byte elsewhere is found by
-    the CRC check of the restore itself (the loaders and the trainer fall back then too).
-
-    Args:
-      path: a checkpoint prefix (`.../ckpt-N`).
-    """
-    import tensorflow as tf
-
-    if not os.path.isfile(path + ".index"):
-        return "its .index file is missing"
-    try:
-        reader = tf.train.load_checkpoint(path)
-        reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
-    except Exception as e:  # pylint: disable=broad-except  # any failure means unreadable
-        return describe_error(e)
-    return None
-
-
-def is_damage(error: BaseException) -> bool:
-    """Whether an exception from reading a checkpoint means its files are damaged."""
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
-    return isinstance(error, (IndexError, tf.errors.OpError, DecodeError, EOFError))
-
-
-def warn_damaged(path: str, problem: str, fallback: Optional[str]) -> None:
-    """Logs (one warning line) that the checkpoint at `path` is skipped for `fallback`."""
-    from absl import logging
-
-    instead = f"falling back to the older {fallback}" if fallback else "no older one is left"
-    logging.warning("checkpoint %s is damaged (%s); %s", path, problem, instead)
-
-
-def _require_checkpoint(model_dir: str) -> str:
-    """The newest checkpoint that looks intact (older ones after a warning), or an error."""
-    candidates = _fallback_candidates(model_dir)
-    if not candidates:
-        found = sorted(glob.glob(os.path.join(model_dir, "ckpt-*.index")))
-        hint = (f" (found {os.path.basename(found[-1])} but no 'checkpoint' file)"
-                if found else "")
-        raise ModelDirError(f"{model_dir} has no checkpoint{hint}; train first "
-                            "(python -m electra_tf.train) or pass the right --model_dir")
-    problems = []
-    for i, path in enumerate(candidates):
-        problem = checkpoint_problem(path)
-        if problem is None:
-            return path
-        problems.append(f"{os.path.basename(path)}: {problem}")
-        warn_damaged(path, problem, candidates[i + 1] if i + 1 < len(candidates) else None)
-    raise ModelDirError(f"every checkpoint in {model_dir} is damaged ({'; '.join(problems)}); "
-                        "restore the model dir from a copy or train again")
 
 
 def _recorded_vocab_hashes(model_dir: str):
@@ -428,117 +300,6 @@ def prepare_model_dir(model_dir: str, cfg: config_lib.ElectraConfig, vocab: str 
     return cfg, tokens
 
 
-def build_pretrainer(cfg: config_lib.ElectraConfig, tokens: list[str]):
-    """Constructs an ElectraPretrainer for `cfg` (all its variables exist on return).
-
-    Args:
-      cfg: the model's config.
-      tokens: its vocabulary (for the special token ids).
-    """
-    from electra_tf.modeling.pretrainer import ElectraPretrainer
-
-    return ElectraPretrainer(cfg, **special_token_ids(tokens))
-
-
-def _restore_one(root, checkpoint: str, what: str) -> None:
-    import tensorflow as tf
-
-    status = tf.train.Checkpoint(model=root).read(checkpoint)
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ModelDirError(f"{checkpoint} does not hold every variable of the {what} "
-                            f"({str(e).splitlines()[0][:200]}); was it written by another "
-                            "model configuration?") from None
-    status.expect_partial()
-
-
-def _restore(root, model_dir: str, checkpoint: str, what: str) -> str:
-    """Restores `root`'s variables from the model part of a training checkpoint; every
-    variable of `root` must come from it (optimizer, RNG and input state are skipped).
-
-    A damaged checkpoint (docs/architecture.md, "The checkpoint") is skipped with a warning
-    for the next older one of `model_dir` (in a fine-tuned dir, then the kept seed's copy of
-    the weights); every variable is assigned again by the one that succeeds. Returns the
-    checkpoint restored.
-    """
-    candidates = _fallback_candidates(model_dir)
-    if checkpoint in candidates:
-        candidates = candidates[candidates.index(checkpoint):]
-    else:
-        candidates = [checkpoint]
-    problems = []
-    for i, path in enumerate(candidates):
-        problem = checkpoint_problem(path)
-        if problem is None:
-            try:
-                _restore_one(root, path, what)
-                return path
-            except Exception as e:  # pylint: disable=broad-except
-                if not is_damage(e):
-                    raise
-                problem = describe_error(e)
-        problems.append(f"{os.path.basename(path)}: {problem}")
-        warn_damaged(path, problem, candidates[i + 1] if i + 1 < len(candidates) else None)
-    raise ModelDirError(f"every checkpoint in {model_dir} is damaged ({'; '.join(problems)}); "
-                        "restore the model dir from a copy or train again")
-
-
-def load_pretrainer(model_dir: str, *, vocab: Optional[str] = None):
-    """Rebuilds the ElectraPretrainer of a training run with its latest weights.
-
-    Args:
-      model_dir: a directory written by `electra_tf.train` (config.yaml, vocab.txt, ckpt-N).
-      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
-        see `open_model_dir`).
-    """
-    opened = open_model_dir(model_dir, vocab=vocab)
-    model = build_pretrainer(opened.config, opened.tokens)
-    _restore(model, opened.path, opened.checkpoint, "pretrainer")
-    return model
-
-
-def load_discriminator(model_dir: str, *, vocab: Optional[str] = None):
-    """The trained discriminator of a run, built alone (no generator is constructed).
-
-    Inputs `token_ids`, `segment_ids`, `padding_mask` (int32 [B, S]) -> per-token
-    replaced-token logits float32 [B, S]; `.encoder` gives the sequence output [B, S, H].
-    For a run with the `mlm` objective (no replaced-token head) this is the encoder.
-
-    Args:
-      model_dir: a directory written by `electra_tf.train`.
-      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
-        see `open_model_dir`).
-    """
-    import keras
-    import tensorflow as tf
-
-    from electra_tf.modeling.discriminator import ElectraDiscriminator
-    from electra_tf.modeling.encoder import ElectraEncoder
-
-    opened = open_model_dir(model_dir, vocab=vocab)
-    cfg = opened.config
-    if cfg.model.embedding_sharing == "gdes" and cfg.objective.kind == "electra":
-        # The discriminator's word table is the generator's plus a delta: it cannot exist
-        # without the generator's table, so the pretrainer is rebuilt around it.
-        model = build_pretrainer(cfg, opened.tokens)
-        _restore(model, opened.path, opened.checkpoint, "pretrainer")
-        return model.discriminator
-    # Built under the same name scope as inside the pretrainer, and restored through the
-    # same object path (`model.discriminator`), so the checkpoint's variables fit exactly.
-    with keras.name_scope("discriminator"):
-        if cfg.objective.kind == "mlm":
-            discriminator = ElectraEncoder.from_electra_config(cfg, "discriminator")
-        else:
-            discriminator = ElectraDiscriminator.from_electra_config(cfg)
-    holder = tf.Module()
-    holder.discriminator = discriminator
-    if cfg.objective.kind == "mlm":
-        holder.discriminator_encoder = discriminator
-    _restore(holder, opened.path, opened.checkpoint, "discriminator")
-    return discriminator
-
-
 # --- fine-tuned model dirs -------------------------------------------------------------------
 
 FINETUNE_FILE = "finetune.json"
@@ -565,36 +326,3 @@ def read_finetune_info(model_dir: str) -> Optional[dict]:
         if key not in info:
             raise ModelDirError(f"{path} has no {key!r}; rerun electra_tf.finetune")
     return info
-
-
-def build_task_model_from_dir(model_dir: str, cfg=None, info=None):
-    """The (untrained) `ElectraTaskModel` a fine-tuned model dir describes.
-
-    Args:
-      model_dir: a fine-tuned model dir.
-      cfg: its config (read from the dir if None).
-      info: its `finetune.json` (read from the dir if None).
-    """
-    from electra_tf.modeling.task_models import build_task_model
-
-    cfg = cfg or read_config(model_dir)
-    info = info or read_finetune_info(model_dir)
-    return build_task_model(cfg, info["kind"], max(1, len(info["labels"])))
-
-
-def load_task_model(model_dir: str, *, vocab: Optional[str] = None):
-    """A fine-tuned model with its best weights; returns (model, finetune info).
-
-    Args:
-      model_dir: a directory written by `electra_tf.finetune`.
-      vocab: a vocab.txt to use instead of `model_dir/vocab.txt` (it must fit the model;
-        see `open_model_dir`).
-    """
-    opened = open_model_dir(model_dir, vocab=vocab)
-    info = read_finetune_info(model_dir)
-    if info is None:
-        raise ModelDirError(f"{model_dir} has no {FINETUNE_FILE}: it is a pretraining model "
-                            "dir; fine-tune it first (python -m electra_tf.finetune)")
-    model = build_task_model_from_dir(model_dir, opened.config, info)
-    _restore(model, opened.path, opened.checkpoint, "fine-tuned model")
-    return model, info

@@ -156,12 +156,14 @@ def converted(google):
 
 
 def test_google_tf1_lands_exactly_and_matches_numpy_forward(converted):
+    from electra_tf import model_checkpoints
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
 
     variables, sizes = converted["variables"], converted["sizes"]
     weights = {n: v for n, v in variables.items()
                if not n.endswith(("adam_m", "adam_v")) and n != "global_step"}
-    model = model_dir_lib.load_pretrainer(converted["model_dir"])
+    model = model_loading.load_pretrainer(converted["model_dir"])
     assert len(model.weights) == len(weights) == 80
     assert_every_tensor_landed(model, weights)
     record = converted["record"]
@@ -185,11 +187,12 @@ def test_google_tf1_lands_exactly_and_matches_numpy_forward(converted):
     with open(os.path.join(converted["model_dir"], "config.yaml"), encoding="utf-8") as f:
         assert yaml.safe_load(f)["objective"]["max_predictions_per_seq"] is None
     assert not any("heads assumed" in line for line in converted["lines"])  # --config given
-    assert model_dir_lib.is_weights_only(model_dir_lib.latest_checkpoint(converted["model_dir"]))
+    assert model_checkpoints.is_weights_only(
+        model_checkpoints.latest_checkpoint(converted["model_dir"]))
 
 
 def test_huggingface_pair_lands_exactly_and_matches_numpy_forward(zh, tmp_path):
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import importer
 
     _, tokens, sizes = zh
@@ -203,7 +206,7 @@ def test_huggingface_pair_lands_exactly_and_matches_numpy_forward(zh, tmp_path):
     importer.convert("huggingface", str(tmp_path / "d"), str(tmp_path / "out"),
                      generator_input=str(tmp_path / "g"), log=lambda _: None)
 
-    model = model_dir_lib.load_pretrainer(str(tmp_path / "out"))
+    model = model_loading.load_pretrainer(str(tmp_path / "out"))
     assert model.discriminator_encoder.embeddings_project is None
     assert_every_tensor_landed(model, variables)
     ids, segments, mask, positions = _inputs(sizes.vocab_size, 1)
@@ -219,7 +222,7 @@ def test_huggingface_pair_lands_exactly_and_matches_numpy_forward(zh, tmp_path):
 def test_round_trip_ours_to_huggingface_and_back_is_exact(converted, tmp_path):
     from safetensors.numpy import load_file
 
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import exporter, importer
 
     exporter.to_huggingface(converted["model_dir"], str(tmp_path / "hf_d"),
@@ -241,8 +244,8 @@ def test_round_trip_ours_to_huggingface_and_back_is_exact(converted, tmp_path):
 
     importer.convert("huggingface", str(tmp_path / "hf_d"), str(tmp_path / "back"),
                      generator_input=str(tmp_path / "hf_g"), log=lambda _: None)
-    before = model_dir_lib.load_pretrainer(converted["model_dir"])
-    after = model_dir_lib.load_pretrainer(str(tmp_path / "back"))
+    before = model_loading.load_pretrainer(converted["model_dir"])
+    after = model_loading.load_pretrainer(str(tmp_path / "back"))
     assert [v.path for v in before.weights] == [v.path for v in after.weights]
     for a, b in zip(before.weights, after.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
@@ -266,7 +269,7 @@ def _approximate_gelu_copy(encoder):
 def test_round_trip_ours_to_keras_hub_preset_and_back_is_exact(converted, tmp_path):
     import keras_hub
 
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import exporter, importer
 
     preset = str(tmp_path / "preset")
@@ -274,7 +277,7 @@ def test_round_trip_ours_to_keras_hub_preset_and_back_is_exact(converted, tmp_pa
     backbone = keras_hub.models.ElectraBackbone.from_preset(preset)
     tokenizer = keras_hub.models.ElectraTokenizer.from_preset(preset)
     assert tokenizer.get_vocabulary()[:104][-4:] == ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    discriminator = model_dir_lib.load_discriminator(converted["model_dir"])
+    discriminator = model_loading.load_discriminator(converted["model_dir"])
     encoder = discriminator.encoder
     ids, segments, mask, _ = _inputs(converted["sizes"].vocab_size, 2)
     theirs = backbone(_batch(ids, segments, mask))["sequence_output"].numpy()
@@ -287,7 +290,7 @@ def test_round_trip_ours_to_keras_hub_preset_and_back_is_exact(converted, tmp_pa
     importer.convert("keras_hub", preset, str(tmp_path / "back"), log=lines.append)
     assert any("discriminator head is freshly initialised" in line for line in lines)
     assert any("--init_generator=random" in line for line in lines)
-    back = model_dir_lib.load_discriminator(str(tmp_path / "back"))
+    back = model_loading.load_discriminator(str(tmp_path / "back"))
     variables = converted["variables"]
     # The preset holds the discriminator's encoder: no head (fresh here), no generator.
     assert_every_tensor_landed(back, variables, fresh=("discriminator_predictions/",
@@ -309,7 +312,9 @@ def test_continue_pretraining_from_import_with_a_fresh_optimizer(converted, tmp_
     import tensorflow as tf
 
     from electra_tf import config as config_lib
+    from electra_tf import model_checkpoints
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.training import trainer
     from test_trainer import write_data
 
@@ -328,12 +333,12 @@ def test_continue_pretraining_from_import_with_a_fresh_optimizer(converted, tmp_
     assert any("initialised from the converted weights" in line and "ckpt-0" in line
                for line in lines)
     keras.backend.clear_session()
-    latest = model_dir_lib.latest_checkpoint(model_dir)
-    assert latest.endswith("ckpt-4") and not model_dir_lib.is_weights_only(latest)
+    latest = model_checkpoints.latest_checkpoint(model_dir)
+    assert latest.endswith("ckpt-4") and not model_checkpoints.is_weights_only(latest)
     reader = tf.train.load_checkpoint(latest)
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     assert int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == 4
-    model = model_dir_lib.load_pretrainer(model_dir)
+    model = model_loading.load_pretrainer(model_dir)
     # Random initial weights would differ by ~0.1; Adam moves each by <= ~lr per step.
     assert_every_tensor_landed(model, converted["variables"], atol=1e-6)
     keras.backend.clear_session()
@@ -357,6 +362,7 @@ def test_discriminator_only_fine_tunes_and_exports_but_needs_a_generator_to_pret
 
     from electra_tf import config as config_lib
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import importer
     from electra_tf.training import trainer
     from electra_tf.training.finetuning import FinetuneOptions, run_finetuning
@@ -397,7 +403,7 @@ def test_discriminator_only_fine_tunes_and_exports_but_needs_a_generator_to_pret
     # With a fresh generator it pretrains; the discriminator keeps the imported weights.
     importer.convert("huggingface", str(tmp_path / "d"), str(tmp_path / "full"), vocab=vocab,
                      init_generator="random", log=lambda _: None)
-    model = model_dir_lib.load_pretrainer(str(tmp_path / "full"))
+    model = model_loading.load_pretrainer(str(tmp_path / "full"))
     assert_every_tensor_landed(model, variables, fresh=("generator",))
     assert model_dir_lib.read_config(str(tmp_path / "full")).generator_hidden_size() == 8
     keras.backend.clear_session()
@@ -591,11 +597,12 @@ def test_gdes_and_mlm_models_export_and_gdes_comes_back_untied(tmp_path):
     from safetensors.numpy import load_file
 
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import exporter, importer
     from test_export_support import make_model_dir
 
     gdes = make_model_dir(str(tmp_path / "gdes"), overrides=["model.embedding_sharing=gdes"])
-    model = model_dir_lib.load_pretrainer(gdes)
+    model = model_loading.load_pretrainer(gdes)
     token = model.discriminator_embeddings.token_embedding
     token.delta.assign(np.random.default_rng(0).normal(0, 0.1, token.delta.shape))
     import tensorflow as tf
@@ -615,7 +622,7 @@ def test_gdes_and_mlm_models_export_and_gdes_comes_back_untied(tmp_path):
     importer.convert("huggingface", str(tmp_path / "d"), str(tmp_path / "back"),
                      generator_input=str(tmp_path / "g"), embedding_sharing="untied",
                      log=lambda _: None)
-    back = model_dir_lib.load_pretrainer(str(tmp_path / "back"))
+    back = model_loading.load_pretrainer(str(tmp_path / "back"))
     assert model_dir_lib.read_config(str(tmp_path / "back")).model.embedding_sharing == "untied"
     np.testing.assert_array_equal(
         back.discriminator_embeddings.token_embedding.embeddings.numpy(), effective)
@@ -632,7 +639,7 @@ def test_gdes_and_mlm_models_export_and_gdes_comes_back_untied(tmp_path):
     assert config["architectures"] == ["ElectraModel"]
     written = load_file(str(tmp_path / "mlm_hf" / "model.safetensors"))
     assert not [n for n in written if n.startswith("discriminator_predictions")]
-    encoder = model_dir_lib.load_discriminator(mlm)
+    encoder = model_loading.load_discriminator(mlm)
     np.testing.assert_array_equal(written["electra.embeddings.word_embeddings.weight"],
                                   encoder.embeddings.token_embedding.embeddings.numpy())
 
@@ -643,17 +650,18 @@ def test_relative_model_dir_paths_work(converted, tmp_path, monkeypatch):
     `checkpoint` file then names absolute paths that are gone) both load."""
     import shutil
 
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_checkpoints
+    from electra_tf import model_loading
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(converted["model_dir"], "models/moved")  # absolute entries in the index
     (tmp_path / "models" / "moved" / "checkpoint").write_text(
         'model_checkpoint_path: "/nowhere/ckpt-0"\nall_model_checkpoint_paths: "/nowhere/ckpt-0"\n')
-    assert model_dir_lib.checkpoint_candidates("models/moved") == ["models/moved/ckpt-0"]
+    assert model_checkpoints.checkpoint_candidates("models/moved") == ["models/moved/ckpt-0"]
     shutil.copytree(converted["model_dir"], "models/rel")
-    assert model_dir_lib.checkpoint_candidates("models/rel") == ["models/rel/ckpt-0"]
+    assert model_checkpoints.checkpoint_candidates("models/rel") == ["models/rel/ckpt-0"]
     for name in ("models/rel", "models/moved"):
-        logits = model_dir_lib.load_discriminator(name)(_batch(*_inputs(
+        logits = model_loading.load_discriminator(name)(_batch(*_inputs(
             converted["sizes"].vocab_size)[:3]))
         assert logits.shape == (3, 12)
 
@@ -663,6 +671,7 @@ def test_head_count_guess_is_said_and_a_base_fraction_matches_the_base_config(tm
     generator (1/3 width) is written as 0.333333, as configs/electra_base.yaml has it."""
     from electra_tf import config as config_lib
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.convert import importer
 
     sizes = Sizes(vocab_size=40, embedding_size=24, hidden_size=192, num_layers=1,
@@ -677,7 +686,7 @@ def test_head_count_guess_is_said_and_a_base_fraction_matches_the_base_config(tm
     assert any("3 attention heads assumed for hidden size 192" in line for line in lines)
     cfg = model_dir_lib.read_config(str(tmp_path / "out"))
     assert cfg.generator.hidden_fraction == 0.333333 and cfg.generator_hidden_size() == 64
-    model = model_dir_lib.load_pretrainer(str(tmp_path / "out"))
+    model = model_loading.load_pretrainer(str(tmp_path / "out"))
     ids = np.array([[2, 7, 30, 39, 11, 3], [2, 5, 6, 3, 0, 0]], "int32")
     mask = (ids > 0).astype("int32")
     segments = np.zeros_like(ids)

@@ -11,8 +11,9 @@ import sysconfig
 
 import pytest
 
-from electra_tf.text import corpus
-from electra_tf.text.corpus import CorpusError, expand_inputs, iter_documents
+from electra_tf.text import corpus, embedded_corpus
+from electra_tf.text.corpus import CorpusError, expand_inputs
+from electra_tf.text.documents import document_cuts, iter_document_range, iter_documents
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,12 +115,12 @@ def test_ranges_of_a_file_yield_exactly_its_documents(tmp_path, split_bytes):
     path = write(tmp_path / "mixed.txt", b"\n\n" + _mixed_documents(300) + b"last line")
     whole_stats = collections.Counter()
     whole = list(iter_documents(path, stats=whole_stats))
-    cuts = corpus.document_cuts(path, split_bytes)
+    cuts = document_cuts(path, split_bytes)
     assert len(cuts) >= 5 and cuts == sorted(set(cuts))
     bounds = [0] + cuts + [None]
     parts, range_stats = [], collections.Counter()
     for start, end in zip(bounds, bounds[1:]):
-        documents = list(corpus.iter_document_range(path, start, end, stats=range_stats))
+        documents = list(iter_document_range(path, start, end, stats=range_stats))
         assert documents  # every range holds a document
         parts.extend(documents)
     assert parts == whole and range_stats == whole_stats
@@ -127,13 +128,13 @@ def test_ranges_of_a_file_yield_exactly_its_documents(tmp_path, split_bytes):
     # Near each nominal offset: every cut is at most one document past a multiple.
     assert all(cut % split_bytes < 1000 or split_bytes < 1000 for cut in cuts)
     # Never cut: a file that is one document, a gzip file, a file under split_bytes.
-    assert corpus.document_cuts(path, split_bytes, blank_lines_separate_docs=False) == []
+    assert document_cuts(path, split_bytes, blank_lines_separate_docs=False) == []
     gz = tmp_path / "mixed.txt.gz"
     gz.write_bytes(gzip.compress(open(path, "rb").read()))
-    assert corpus.document_cuts(str(gz), split_bytes) == []
-    assert corpus.document_cuts(path, os.path.getsize(path)) == []
+    assert document_cuts(str(gz), split_bytes) == []
+    assert document_cuts(path, os.path.getsize(path)) == []
     with pytest.raises(ValueError, match="gzip"):
-        list(corpus.iter_document_range(str(gz), cuts[0], None))
+        list(iter_document_range(str(gz), cuts[0], None))
 
 
 def test_no_cut_without_a_document_boundary_in_reach(tmp_path):
@@ -141,7 +142,7 @@ def test_no_cut_without_a_document_boundary_in_reach(tmp_path):
     text = ("北京是首都。" * 40 + "\n") * 2000 + "\n" + "the cat.\n\n" * 2000
     path = write(tmp_path / "long.txt", text)
     start_of_short = len((("北京是首都。" * 40 + "\n") * 2000 + "\n").encode("utf-8"))
-    cuts = corpus.document_cuts(path, 100000)
+    cuts = document_cuts(path, 100000)
     # No cut inside the long document; the first at the first boundary, then one per
     # nominal offset, each at the start of a short document.
     assert cuts[0] == start_of_short and all(cut > start_of_short for cut in cuts[1:])
@@ -160,13 +161,13 @@ def test_ranges_of_a_remote_crlf_file_yield_exactly_its_documents():
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(text.encode("utf-8"))
     whole_stats, range_stats = collections.Counter(), collections.Counter()
-    whole = list(corpus.iter_documents(path, stats=whole_stats))
-    cuts = corpus.document_cuts(path, 8192)
+    whole = list(iter_documents(path, stats=whole_stats))
+    cuts = document_cuts(path, 8192)
     assert len(cuts) >= 5
     parts = []
     bounds = [0] + cuts + [None]
     for start, end in zip(bounds, bounds[1:]):
-        parts.extend(corpus.iter_document_range(path, start, end, stats=range_stats))
+        parts.extend(iter_document_range(path, start, end, stats=range_stats))
     assert parts == whole and range_stats == whole_stats and len(whole) == 1000
 
 
@@ -185,12 +186,12 @@ def test_remote_read_errors_are_transient_unless_the_file_is_bad():
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
-    return cache, corpus.embedded_corpus_files(cache)
+    return cache, embedded_corpus.embedded_corpus_files(cache)
 
 
 def test_embedded_corpus_is_substantial(embedded):
     cache, paths = embedded
-    stats = corpus.embedded_corpus_stats(cache)
+    stats = embedded_corpus.embedded_corpus_stats(cache)
     assert stats["paths"] == paths and len(paths) == stats["files"] == 4
     counts = collections.Counter()
     n_bytes = 0
@@ -234,7 +235,7 @@ def test_embedded_corpus_content(embedded):
                 j += 1
     assert len(block) >= 2 and " ".join(block) in lines
     # Tests, IDLE and installed packages are not read.
-    sources = corpus._stdlib_sources(stdlib)
+    sources = embedded_corpus._stdlib_sources(stdlib)
     assert sources and not any(
         part in ("test", "tests", "idlelib", "site-packages")
         for path in sources for part in os.path.relpath(path, stdlib).split(os.sep))
@@ -243,18 +244,18 @@ def test_embedded_corpus_content(embedded):
 def test_embedded_corpus_cached_deterministic_and_imports_nothing(embedded, tmp_path):
     cache, paths = embedded
     mtimes = [os.stat(p).st_mtime_ns for p in paths]
-    assert corpus.embedded_corpus_files(cache) == paths  # Cached: not rewritten.
+    assert embedded_corpus.embedded_corpus_files(cache) == paths  # Cached: not rewritten.
     assert [os.stat(p).st_mtime_ns for p in paths] == mtimes
     # A fresh build in a clean process gives the same bytes and imports no stdlib module it
     # reads (`antigravity` would open a web browser, `turtle` needs tkinter).
-    code = ("import sys; from electra_tf.text import corpus; "
-            f"corpus.embedded_corpus_files({str(tmp_path)!r}); "
+    code = ("import sys; from electra_tf.text import embedded_corpus; "
+            f"embedded_corpus.embedded_corpus_files({str(tmp_path)!r}); "
             "print(sorted(m for m in ('antigravity', 'turtle', 'this', 'tkinter', 'smtplib') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True, env=dict(os.environ, PYTHONPATH=REPO))
     assert out.stdout.strip() == "[]"
-    fresh = corpus.embedded_corpus_files(str(tmp_path))
+    fresh = embedded_corpus.embedded_corpus_files(str(tmp_path))
 
     def digest(files):
         h = hashlib.sha256()

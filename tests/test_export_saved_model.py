@@ -195,7 +195,7 @@ def test_classifier_exports_float32_logits_and_probabilities(exported, tmp_path)
     import keras
 
     source, _, _ = exported
-    from electra_tf.model_dir import load_pretrainer
+    from electra_tf.model_loading import load_pretrainer
 
     encoder = load_pretrainer(source.model_dir).discriminator_encoder
     inputs = {k: keras.Input((None,), dtype="int32", name=k) for k in serving.ID_INPUTS}

@@ -46,7 +46,8 @@ def make_model_dir(path, tokens=None, overrides=()):
     from electra_tf import config as config_lib
     from electra_tf.text.vocab import write_vocab
     from electra_tf.training.checkpointing import TrainCheckpoint
-    from electra_tf.model_dir import build_pretrainer, prepare_model_dir
+    from electra_tf.model_dir import prepare_model_dir
+    from electra_tf.model_loading import build_pretrainer
 
     os.makedirs(path, exist_ok=True)
     tokens = tokens or vocab_tokens()

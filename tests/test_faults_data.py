@@ -44,8 +44,9 @@ import pytest
 from electra_tf.data import pretraining_builder
 from electra_tf.data.pretraining_builder import build_pretraining_data
 from electra_tf.data.pretraining_reader import DataError, check_sidecar, read_sidecar
-from electra_tf.text import corpus, vocab_learning
-from electra_tf.text.corpus import CorpusError, iter_documents
+from electra_tf.text import corpus, documents, embedded_corpus, vocab_learning
+from electra_tf.text.corpus import CorpusError
+from electra_tf.text.documents import iter_documents
 from electra_tf.text.vocab import SPECIAL_TOKENS, VocabError, load_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -268,7 +269,7 @@ def test_build_vocab_output_problems_are_found_before_learning(tmp_path, ws, rea
     def started(*args, **kwargs):
         raise AssertionError("the work started before the output was checked")
 
-    monkeypatch.setattr(corpus, "iter_documents", started)
+    monkeypatch.setattr(documents, "iter_documents", started)
     monkeypatch.setattr(corpus, "check_inputs", started)
     monkeypatch.setattr(vocab_learning, "learn_vocab", started)
     for output, problem in _output_cases(tmp_path, read_only_dir, directory=False):
@@ -479,7 +480,7 @@ def test_corrupt_gzip_stream_is_one_line_error(tmp_path):
 def test_unwritable_embedded_corpus_cache_is_one_line_error(read_only_dir):
     cache = str(read_only_dir / "cache")
     with pytest.raises(CorpusError) as e:
-        corpus.embedded_corpus_files(cache)
+        embedded_corpus.embedded_corpus_files(cache)
     assert cache in str(e.value) and "--cache_dir" in str(e.value)
 
 

@@ -246,7 +246,8 @@ def _two_checkpoints(path):
     which one was exported shows in every logit."""
     import tensorflow as tf
 
-    from electra_tf.model_dir import build_pretrainer, open_model_dir
+    from electra_tf.model_dir import open_model_dir
+    from electra_tf.model_loading import build_pretrainer
     from electra_tf.training.checkpointing import TrainCheckpoint
 
     make_model_dir(path)
@@ -261,10 +262,10 @@ def _two_checkpoints(path):
 
 
 def test_truncated_newest_checkpoint_falls_back(tmp_path):
-    """Needs the fallback in electra_tf/model_dir.py's loaders (owned elsewhere)."""
+    """Needs the fallback in electra_tf/model_loading.py's loaders (owned elsewhere)."""
     import tensorflow as tf
 
-    from electra_tf.model_dir import load_discriminator
+    from electra_tf.model_loading import load_discriminator
 
     run = _two_checkpoints(str(tmp_path / "run"))
     # What ckpt-1 alone gives: a copy of the dir whose index names only ckpt-1.
@@ -345,7 +346,7 @@ def test_chinese_representative_data_and_tflite_run(tmp_path):
 def test_eager_call_refuses_ids_outside_the_model(model_dir):
     import tensorflow as tf
 
-    from electra_tf.model_dir import load_discriminator
+    from electra_tf.model_loading import load_discriminator
 
     model = load_discriminator(model_dir)
     vocab_size = len(vocab_tokens())

@@ -357,7 +357,7 @@ def test_task_model_loader_falls_back_to_the_kept_seed_copy(trained, tmp_path, c
     """A fine-tuned dir keeps one checkpoint, written from the kept seed's `seed-N/best/`
     copy: the loader falls back to that copy."""
     import tensorflow as tf
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
 
     out = tmp_path / "finetuned"
     (out / "seed-1").mkdir(parents=True)
@@ -369,14 +369,14 @@ def test_task_model_loader_falls_back_to_the_kept_seed_copy(trained, tmp_path, c
     (out / "results.json").write_text(json.dumps({"kept_seed": 1}))
     (out / "seed-1" / "state.json").write_text(json.dumps(
         {"epochs": [], "best": {"epoch": 1, "metrics": {}, "checkpoint": "model-1"}}))
-    model = model_dir_lib.build_task_model_from_dir(str(out))
+    model = model_loading.build_task_model_from_dir(str(out))
     for directory, name in ((out / "seed-1" / "best", "model"), (out, "ckpt")):
         tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory),
                                    max_to_keep=1, checkpoint_name=name).save(
             checkpoint_number=1)
     truncate_newest(str(out), 1)
     with caplog.at_level("WARNING"):
-        loaded, loaded_info = model_dir_lib.load_task_model(str(out))
+        loaded, loaded_info = model_loading.load_task_model(str(out))
     assert loaded_info["labels"] == ["neg", "pos"]
     assert f"checkpoint {out}/ckpt-1 is damaged" in caplog.text
     assert f"falling back to the older {out}/seed-1/best/model-1" in caplog.text

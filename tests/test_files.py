@@ -80,7 +80,7 @@ def test_default_cache_dir_order(monkeypatch, tmp_path):
 
 def test_calibration_reads_the_corpus_from_electra_tf_cache(monkeypatch, tmp_path):
     from electra_tf.export import calibration
-    from electra_tf.text import corpus
+    from electra_tf.text import embedded_corpus
 
     asked = []
 
@@ -88,7 +88,7 @@ def test_calibration_reads_the_corpus_from_electra_tf_cache(monkeypatch, tmp_pat
         asked.append(cache_dir)
         return []
 
-    monkeypatch.setattr(corpus, "embedded_corpus_files", fake_corpus_files)
+    monkeypatch.setattr(embedded_corpus, "embedded_corpus_files", fake_corpus_files)
     # Set after import: the directory is looked up when the corpus is needed.
     monkeypatch.setenv("ELECTRA_TF_CACHE", str(tmp_path / "cache"))
     assert calibration._texts_from_corpus(None, 8) == []

@@ -89,7 +89,7 @@ def test_separable_task_reaches_95_percent_and_writes_results(sentiment):
         best = max(epochs, key=lambda e: e["metrics"]["accuracy"])
         assert record["accuracy"] == best["metrics"]["accuracy"]
     # The kept model reloads and scores the dev set as reported.
-    from electra_tf.model_dir import load_task_model
+    from electra_tf.model_loading import load_task_model
     from electra_tf.data import task_features, tasks
     from electra_tf.text.tokenizer import ElectraTokenizer
     model, loaded = load_task_model(out)

@@ -321,6 +321,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path)
 def test_checkpoint_holds_rng_step_iterator_and_dropout_seeds(trained):
     import tensorflow as tf
     from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
 
     path = os.path.join(trained["model_dir"], "ckpt-8")
     names = [n for n, _ in tf.train.list_variables(path)]
@@ -331,7 +332,7 @@ def test_checkpoint_holds_rng_step_iterator_and_dropout_seeds(trained):
     seeds = [n for n in names if n.startswith("dropout_seeds/")]
     # One state per Keras SeedGenerator of the model (dropout layers), each advanced.
     cfg = model_dir_lib.read_config(trained["model_dir"])
-    model = model_dir_lib.build_pretrainer(cfg, trained["tokens"])
+    model = model_loading.build_pretrainer(cfg, trained["tokens"])
     states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
     assert len(seeds) == len(states) > 0
     fresh = [v.numpy() for v in states]

@@ -139,8 +139,8 @@ def main(argv):
     beam_options = _check_runner_flags()
 
     from electra_tf.text.corpus import (CorpusError, check_inputs, check_text_file,
-                                        embedded_corpus_files, expand_inputs,
-                                        output_path_problem)
+                                        expand_inputs, output_path_problem)
+    from electra_tf.text.embedded_corpus import embedded_corpus_files
     from electra_tf.text.vocab import SPECIAL_TOKENS, VocabError, check_vocab
 
     # Bad outputs, globs, inputs (binary, no text) and vocabularies without special tokens

@@ -56,6 +56,7 @@ def _not_a_model_dir(model_dir: str) -> Optional[str]:
 
 def load_reference(model_dir: str, log=print):
     """(opened model dir, architecture, reference-named tensors) of a model dir."""
+    from electra_tf import model_checkpoints, model_loading
     from electra_tf import model_dir as model_dir_lib
 
     problem = _not_a_model_dir(model_dir)
@@ -69,15 +70,15 @@ def load_reference(model_dir: str, log=print):
     cfg = opened.config
     conversion = read_conversion(model_dir) or {}
     with_generator = cfg.objective.kind == "electra" and conversion.get("generator") != "none"
-    trained = not model_dir_lib.is_weights_only(opened.checkpoint)
+    trained = not model_checkpoints.is_weights_only(opened.checkpoint)
     for part in ("generator", "discriminator_head"):
         if conversion.get(part) == "random" and not trained:
             log(f"note: the {part.replace('_', ' ')} of {model_dir} was freshly initialised "
                 "by the conversion and has not been trained since")
     if with_generator:
-        model = model_dir_lib.load_pretrainer(model_dir)
+        model = model_loading.load_pretrainer(model_dir)
     else:
-        model = model_dir_lib.load_discriminator(model_dir)
+        model = model_loading.load_discriminator(model_dir)
     arch = architecture_of(cfg, generator=with_generator)
     entries = layout.model_entries(model)
     gdes_table = None

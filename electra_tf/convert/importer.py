@@ -184,7 +184,7 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
     import keras
     import tensorflow as tf
 
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
 
     problems: list[str] = []
     if embedding_sharing not in ("tied", "untied"):
@@ -222,7 +222,7 @@ def convert(kind: str, path: str, output: str, *, generator_input: Optional[str]
     from electra_tf.modeling.discriminator import ElectraDiscriminator
 
     if arch.generator is not None:
-        root = model = model_dir_lib.build_pretrainer(cfg, tokens)
+        root = model = model_loading.build_pretrainer(cfg, tokens)
     else:
         # Built and saved as load_discriminator restores it: `model/discriminator/...`.
         with keras.name_scope("discriminator"):

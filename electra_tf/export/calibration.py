@@ -97,11 +97,12 @@ def _texts_from_corpus(cache_dir: Optional[str], count: int) -> list:
         looked up now so that $ELECTRA_TF_CACHE set after import is honoured.
       count: lines wanted.
     """
-    from electra_tf.text import corpus  # pylint: disable=import-outside-toplevel
+    from electra_tf.text import documents  # pylint: disable=import-outside-toplevel
+    from electra_tf.text import embedded_corpus  # pylint: disable=import-outside-toplevel
 
     lines = []
-    for path in corpus.embedded_corpus_files(cache_dir or default_cache_dir()):
-        for document in corpus.iter_documents(path):
+    for path in embedded_corpus.embedded_corpus_files(cache_dir or default_cache_dir()):
+        for document in documents.iter_documents(path):
             lines += [line for line in document if len(line.split()) >= 4]
     if not lines:
         return []

@@ -151,6 +151,7 @@ def load_export_source(model_dir: str, *, vocab: Optional[str] = None,
         not describe the model.
     """
     from electra_tf import model_dir as model_dir_lib  # pylint: disable=import-outside-toplevel
+    from electra_tf import model_loading  # pylint: disable=import-outside-toplevel
     from electra_tf.text.tokenizer import ElectraTokenizer  # pylint: disable=import-outside-toplevel
 
     # The checkpoint is chosen (and a damaged newest one skipped with one warning) by the
@@ -177,7 +178,7 @@ def load_export_source(model_dir: str, *, vocab: Optional[str] = None,
                           "length in that range")
     tokenizer = ElectraTokenizer(opened.vocab_path, lower_case=cfg.data.lower_case)
     if info is None:
-        model = model_dir_lib.load_discriminator(model_dir, vocab=vocab)
+        model = model_loading.load_discriminator(model_dir, vocab=vocab)
     else:
         width = checkpoint_head_width(opened.checkpoint)
         wanted = len(labels) if kind != "regression" else 1
@@ -185,7 +186,7 @@ def load_export_source(model_dir: str, *, vocab: Optional[str] = None,
             raise ExportError(f"{info_path} lists {len(labels)} label names for a {kind} model "
                               f"but {opened.checkpoint} holds a head of {width} outputs; "
                               "export the dir electra_tf.finetune wrote, unchanged")
-        model, _ = model_dir_lib.load_task_model(model_dir, vocab=vocab)
+        model, _ = model_loading.load_task_model(model_dir, vocab=vocab)
         from electra_tf.export import serving  # pylint: disable=import-outside-toplevel
 
         # The head's width must agree with the names it is served with.

@@ -2,7 +2,7 @@
 
 What fine-tuning and export start from. It is built the same way inside `ElectraPretrainer`
 and alone (`ElectraDiscriminator.from_electra_config`), so a pretraining checkpoint restores
-into a discriminator built alone (`electra_tf.model_dir.load_discriminator`).
+into a discriminator built alone (`electra_tf.model_loading.load_discriminator`).
 """
 
 import keras

@@ -1,7 +1,7 @@
 """Text: WordPiece vocabularies, the in-graph tokenizer and corpus reading.
 
-Names are re-exported lazily so that `electra_tf.text.corpus` (pure Python) can be imported
-without loading TensorFlow.
+Names are re-exported lazily so that `electra_tf.text.corpus` (pure Python) and its siblings
+`documents` and `embedded_corpus` can be imported without loading TensorFlow.
 """
 
 from electra_tf._lazy import lazy_exports
@@ -17,9 +17,9 @@ _EXPORTS = {
     "ElectraTokenizer": ".tokenizer",
     "CorpusError": ".corpus",
     "expand_inputs": ".corpus",
-    "iter_documents": ".corpus",
-    "embedded_corpus_files": ".corpus",
-    "embedded_corpus_stats": ".corpus",
+    "iter_documents": ".documents",
+    "embedded_corpus_files": ".embedded_corpus",
+    "embedded_corpus_stats": ".embedded_corpus",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Sequence
 
 from electra_tf.files import atomic_write_text
 

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 from typing import Iterable, Optional
 
 from electra_tf.files import default_cache_dir
@@ -279,7 +280,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
       output: path of the vocab.txt to write (atomically).
       vocab_size: tokens wanted, special tokens included.
       inputs: glob, comma-separated globs or list of them; None uses the embedded corpus
-        (Python standard-library docstrings, see `corpus.embedded_corpus_files`).
+        (Python standard-library docstrings, see `embedded_corpus.embedded_corpus_files`).
       lower_case: uncased vocabulary (lower-case + strip accents).
       blank_lines_separate_docs: how documents are delimited (only affects the counts).
       max_lines: learn from at most this many lines (a sample bound for huge corpora).
@@ -290,7 +291,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
     Returns:
       dict: `output`, `tokens` (written), `learned` (excluding [unusedN] padding),
       `seconds`, `files`, `corpus` ("embedded" or the input), `lines_used` (lines learned
-      from) and the reading counts of `corpus.iter_documents`.
+      from) and the reading counts of `documents.iter_documents`.
 
     Raises:
       VocabError: bad sizes, an output that cannot be written (checked before learning; a
@@ -302,7 +303,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
     import time
 
     from electra_tf.files import remove_stale_temporaries
-    from electra_tf.text import corpus
+    from electra_tf.text import corpus, documents, embedded_corpus
 
     start = time.time()
     # Everything that can be checked is checked before the learning (minutes on a large
@@ -321,7 +322,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
     # Temporaries of an earlier run that was killed (SIGKILL, out of memory).
     remove_stale_temporaries(os.path.dirname(os.path.abspath(output)))
     if inputs is None or inputs == "" or inputs == []:
-        files = corpus.embedded_corpus_files(cache_dir or default_cache_dir())
+        files = embedded_corpus.embedded_corpus_files(cache_dir or default_cache_dir())
         source = "embedded"
     else:
         files = corpus.expand_inputs(inputs)
@@ -331,7 +332,7 @@ def build_vocab_file(output: str, vocab_size: int, inputs=None, lower_case: bool
 
     def lines():
         for path in files:
-            for document in corpus.iter_documents(path, blank_lines_separate_docs, stats):
+            for document in documents.iter_documents(path, blank_lines_separate_docs, stats):
                 for line in document:
                     if max_lines is not None and stats["lines_used"] >= max_lines:
                         return

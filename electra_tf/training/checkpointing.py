@@ -34,6 +34,7 @@ import shutil
 
 import tensorflow as tf
 
+from electra_tf import model_checkpoints
 from electra_tf import model_dir as model_dir_lib
 
 
@@ -103,13 +104,13 @@ class TrainCheckpoint:
         Raises:
           CheckpointError: every checkpoint is damaged, or one does not fit this run.
         """
-        candidates = model_dir_lib.checkpoint_candidates(self.model_dir)
+        candidates = model_checkpoints.checkpoint_candidates(self.model_dir)
         problems = []
         for i, path in enumerate(candidates):
-            problem = model_dir_lib.checkpoint_problem(path)
+            problem = model_checkpoints.checkpoint_problem(path)
             if problem is None:
                 try:
-                    if self._model is not None and model_dir_lib.is_weights_only(path):
+                    if self._model is not None and model_checkpoints.is_weights_only(path):
                         # A converted checkpoint (tools/convert_checkpoint.py): the model's
                         # weights and nothing else. Training starts from them at step 0
                         # with a fresh optimizer; it is not a resume.
@@ -126,11 +127,11 @@ class TrainCheckpoint:
                         "); it was written by another model or configuration: pass another "
                         "model dir") from None
                 except Exception as e:  # pylint: disable=broad-except
-                    if not model_dir_lib.is_damage(e):
+                    if not model_checkpoints.is_damage(e):
                         raise
                     problem = model_dir_lib.describe_error(e)
             problems.append(f"{os.path.basename(path)}: {problem}")
-            model_dir_lib.warn_damaged(
+            model_checkpoints.warn_damaged(
                 path, problem, candidates[i + 1] if i + 1 < len(candidates) else None)
         if problems:
             raise CheckpointError(

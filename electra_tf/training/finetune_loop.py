@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf import files
+from electra_tf.training.finetune_options import FinetuneError
 
 
 @dataclasses.dataclass
@@ -93,8 +94,6 @@ def _read_state(path: str) -> dict:
     except (OSError, ValueError):
         state = None
     if not isinstance(state, dict) or not isinstance(state.get("epochs"), list):
-        from electra_tf.training.finetuning import FinetuneError  # (imports this module)
-
         raise FinetuneError(
             f"{path} is not a readable state file: this seed's record of its epochs is "
             f"damaged; delete {os.path.dirname(path)} to train this seed again")

@@ -285,12 +285,12 @@ def create_train_state(cfg, tokens, strategy) -> dict:
     Returns:
       dict(model=, optimizer=, accumulator= (None without accumulation), step=).
     """
-    from electra_tf import model_dir as model_dir_lib
+    from electra_tf import model_loading
     from electra_tf.training import accumulation, optimizers
 
     t = cfg.training
     with strategy.scope():
-        model = model_dir_lib.build_pretrainer(cfg, tokens)
+        model = model_loading.build_pretrainer(cfg, tokens)
         optimizer = optimizers.create_optimizer(
             cfg.optimizer, t.train_steps, mixed_precision=t.mixed_precision)
         optimizer.build(model.trainable_variables)
