@@ -64,12 +64,15 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from electra_tf.data import build_output, build_plan
-from electra_tf.data.beam_output import (REPORT_NAME, STAGING_DIR, _finished_report, _join,
+from electra_tf.data.beam_output import (PUBLISH_THREADS, REPORT_NAME,  # noqa: F401
+                                         STAGING_DIR, _finished_report, _join,
                                          _merge_skipped, _read_json, prepare_output_dir,
                                          publish)
 # The pipeline's transforms live in their own module; re-exported here.
-from electra_tf.data.beam_transforms import (EncodeUnits, build_pipeline,  # noqa: F401
-                                             frame_records)
+from electra_tf.data.beam_transforms import (SKIPPED_TAG, STATS_TAG,  # noqa: F401
+                                             EncodeUnits, FramedRecordSink, SumCounts,
+                                             build_pipeline, count_records, frame_records,
+                                             write_report)
 from electra_tf.data.build_output import BUILD_DIR
 from electra_tf.data.build_plan import PackingSpec, Unit
 from electra_tf.data.pretraining_builder import check_arguments

@@ -29,6 +29,7 @@ import dataclasses
 import os
 from typing import Callable, Optional, Sequence
 
+from electra_tf._lazy import lazy_exports
 from electra_tf.data.pretraining_reader import SHARD_PREFIX, DataMismatchError
 
 # 2: long lines split into sentences, overflow carried into the next example (version 1
@@ -368,3 +369,9 @@ def describe_sidecar(build: dict, results: dict,
         sidecar[key] = stats[key]
     return sidecar
 
+
+# The local output directory moved to build_output.py (which imports this module, hence lazy).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    name: "electra_tf.data.build_output"
+    for name in ("BUILD_DIR", "PLAN_NAME", "write_error", "write_json", "check_output_dir",
+                 "prepare_output_dir", "finished_result", "publish")})
