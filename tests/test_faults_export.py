@@ -262,7 +262,8 @@ def _two_checkpoints(path):
 
 
 def test_truncated_newest_checkpoint_falls_back(tmp_path):
-    """Needs the fallback in electra_tf/model_checkpoints.py (`_restore`, which model_loading.py's loaders call)."""
+    """Needs the fallback in electra_tf/model_checkpoints.py (`_restore`, which
+    model_loading.py's loaders call)."""
     import tensorflow as tf
 
     from electra_tf.model_loading import load_discriminator
