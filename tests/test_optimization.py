@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.config import ElectraConfig, OptimizerConfig, from_dict
+from electra_tf.config import OptimizerConfig, from_dict
 from electra_tf.training import accumulation, flops, optimizers, precision, schedule
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
